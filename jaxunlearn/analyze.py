@@ -1,0 +1,264 @@
+"""Analyse saved feature arrays: load and validate an ``.npz``, run every head and metric,
+write JSON atomically.
+
+The ``.npz`` layout (``np.load(allow_pickle=False)``):
+
+=================  ==========  ===================================================
+key                shape       meaning
+=================  ==========  ===================================================
+train_features     [N, D]      penultimate features of the full training set
+train_labels       [N]         int labels (every class 0..K-1 must occur)
+test_features      [M, D]      test features
+test_labels        [M]         int labels
+weights            [K, D]      optional classifier weights (row c = class c)
+bias               [K]         optional classifier bias (needs ``weights``)
+forget_classes     [F] or []   optional forget class ids
+=================  ==========  ===================================================
+
+K is ``weights.shape[0]`` when weights are given, else ``max label + 1``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from typing import Any, Mapping
+
+import jax.numpy as jnp
+import numpy as np
+
+from jaxunlearn.collapse import collapse_metrics
+from jaxunlearn.heads import evaluate_heads
+
+REQUIRED_KEYS = ("train_features", "train_labels", "test_features", "test_labels")
+OPTIONAL_KEYS = ("weights", "bias", "forget_classes")
+
+
+def _int_labels(a: np.ndarray, name: str) -> np.ndarray:
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be 1-d [N], got shape {a.shape}")
+    if np.issubdtype(a.dtype, np.floating):
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{name} has non-finite values")
+        if not np.all(a == np.round(a)):
+            raise ValueError(f"{name} has non-integer values")
+    elif not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"{name} must be integer, got dtype {a.dtype}")
+    a = a.astype(np.int64)
+    if a.size and a.min() < 0:
+        raise ValueError(f"{name} has negative labels")
+    return a
+
+
+def _finite_float(a: np.ndarray, name: str, ndim: int) -> np.ndarray:
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-d, got shape {a.shape}")
+    if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+        raise ValueError(f"{name} must be numeric, got dtype {a.dtype}")
+    a = a.astype(np.float32)
+    if not np.all(np.isfinite(a)):
+        bad = int(np.sum(~np.isfinite(a)))
+        raise ValueError(f"{name} has {bad} non-finite (NaN/inf) values")
+    return a
+
+
+def validate_features(arrays: Mapping[str, Any]) -> dict:
+    """Check and normalise a feature dict (the ``.npz`` layout above).
+
+    Args:
+      arrays: a mapping with the required keys and optionally ``weights``, ``bias``,
+        ``forget_classes``; other keys are ignored.
+
+    Returns:
+      A dict with float32 features / weights / bias, int64 labels and forget classes
+      (``None`` when absent) and ``num_classes`` (int).
+
+    Raises:
+      ValueError: naming the problem: a missing key, a wrong rank, mismatched sample
+        counts or feature dims, non-finite values, non-integer or negative labels, fewer
+        than 2 classes, a class without training samples, forget classes out of range.
+    """
+    for key in REQUIRED_KEYS:
+        if key not in arrays:
+            raise ValueError(f"missing key {key!r} (required: {', '.join(REQUIRED_KEYS)})")
+    out: dict = {}
+    out["train_features"] = _finite_float(np.asarray(arrays["train_features"]), "train_features", 2)
+    out["test_features"] = _finite_float(np.asarray(arrays["test_features"]), "test_features", 2)
+    out["train_labels"] = _int_labels(np.asarray(arrays["train_labels"]), "train_labels")
+    out["test_labels"] = _int_labels(np.asarray(arrays["test_labels"]), "test_labels")
+    n, d = out["train_features"].shape
+    m, d_test = out["test_features"].shape
+    if out["train_labels"].shape[0] != n:
+        raise ValueError(f"train_labels has {out['train_labels'].shape[0]} entries but "
+                         f"train_features has {n} rows (mismatched shapes)")
+    if out["test_labels"].shape[0] != m:
+        raise ValueError(f"test_labels has {out['test_labels'].shape[0]} entries but "
+                         f"test_features has {m} rows (mismatched shapes)")
+    if d_test != d:
+        raise ValueError(f"test_features has dim {d_test} but train_features has dim {d} "
+                         "(mismatched shapes)")
+    if n == 0 or m == 0:
+        raise ValueError("train_features and test_features must have at least one row")
+    n_train_classes = np.unique(out["train_labels"]).size
+    if n_train_classes < 2:
+        raise ValueError(f"train_labels has fewer than 2 classes ({n_train_classes})")
+    max_label = int(max(out["train_labels"].max(), out["test_labels"].max()))
+
+    weights = arrays.get("weights") if hasattr(arrays, "get") else None
+    bias = arrays.get("bias") if hasattr(arrays, "get") else None
+    if weights is not None:
+        w = _finite_float(np.asarray(weights), "weights", 2)
+        if w.shape[1] != d:
+            raise ValueError(f"weights has shape {w.shape} but features have dim {d} "
+                             "(mismatched shapes)")
+        if w.shape[0] <= max_label:
+            raise ValueError(f"weights has {w.shape[0]} rows but labels go up to {max_label}")
+        out["weights"] = w
+        num_classes = w.shape[0]
+    else:
+        out["weights"] = None
+        num_classes = max_label + 1
+    if bias is not None:
+        if weights is None:
+            raise ValueError("bias given without weights")
+        bb = _finite_float(np.asarray(bias), "bias", 1)
+        if bb.shape != (num_classes,):
+            raise ValueError(f"bias has shape {bb.shape}, expected ({num_classes},) "
+                             "(mismatched shapes)")
+        out["bias"] = bb
+    else:
+        out["bias"] = None
+    missing = np.setdiff1d(np.arange(num_classes), out["train_labels"])
+    if missing.size:
+        raise ValueError(f"train_labels has no samples of classes {missing.tolist()}")
+
+    fc = arrays.get("forget_classes") if hasattr(arrays, "get") else None
+    if fc is not None:
+        fc = np.asarray(fc).reshape(-1)
+        if fc.size:
+            fc = _int_labels(fc, "forget_classes")
+            if fc.max() >= num_classes:
+                raise ValueError(f"forget_classes {fc.tolist()} outside [0, {num_classes})")
+        out["forget_classes"] = np.unique(fc).astype(np.int64) if fc.size else None
+    else:
+        out["forget_classes"] = None
+    out["num_classes"] = int(num_classes)
+    return out
+
+
+def load_features_npz(path: str | os.PathLike) -> dict:
+    """Load and validate a feature ``.npz`` (see the module docstring for its layout).
+
+    Args:
+      path: the ``.npz`` file.
+
+    Returns:
+      The dict of :func:`validate_features`.
+
+    Raises:
+      ValueError: for any malformed content (the message names the key and the problem),
+        including object arrays (pickles are never loaded).
+      FileNotFoundError: when ``path`` does not exist.
+    """
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {}
+        for key in data.files:
+            if key not in REQUIRED_KEYS + OPTIONAL_KEYS:
+                continue
+            try:
+                arrays[key] = data[key]
+            except ValueError as e:  # object arrays need pickle
+                raise ValueError(f"key {key!r} cannot be loaded without pickle: {e}") from e
+    return validate_features(arrays)
+
+
+def analyze_features(arrays: Mapping[str, Any], probe: str = "fast", *, knn: bool = True
+                     ) -> dict:
+    """Every head and collapse metric for one set of features.
+
+    Args:
+      arrays: a dict in the ``.npz`` layout (validated with :func:`validate_features`).
+      probe: ``'fast'`` (L-BFGS probe) or ``'sgd'`` (the paper's SGD protocol).
+      knn: include the cosine 5-NN head.
+
+    Returns:
+      ``{"ncc": acc, "lp": acc, "knn": acc, "collapse": {...}, "runtime_s": float,
+      "timings": {...}, "num_classes": K, "forget_classes": [...] | None, "n_train": N,
+      "n_test": M, "dim": D, "probe": probe}`` where each ``acc`` is
+      ``{"retain": float, "forget": float | None, "all": float}`` (test accuracy as a
+      fraction; without forget classes, ``forget`` is ``None`` and ``retain`` equals ``all``)
+      and ``collapse`` is :func:`jaxunlearn.collapse.collapse_metrics` on the training
+      features (defaults by name at its top level, ``retain`` / ``forget`` sub-dicts).
+    """
+    t_start = time.perf_counter()
+    a = validate_features(arrays)
+    k = a["num_classes"]
+    fc = a["forget_classes"]
+    heads_out = evaluate_heads(
+        jnp.asarray(a["train_features"]), jnp.asarray(a["train_labels"], jnp.int32),
+        jnp.asarray(a["test_features"]), a["test_labels"], fc, k, probe=probe, knn=knn)
+    t0 = time.perf_counter()
+    coll = collapse_metrics(a["train_features"], a["train_labels"], k, a["weights"], a["bias"],
+                            fc)
+    timings = dict(heads_out.pop("timings"))
+    timings["collapse"] = time.perf_counter() - t0
+    out = {name: heads_out[name] for name in ("ncc", "lp", "knn") if name in heads_out}
+    out.update({
+        "collapse": coll,
+        "num_classes": k,
+        "forget_classes": None if fc is None else fc.tolist(),
+        "n_train": int(a["train_features"].shape[0]),
+        "n_test": int(a["test_features"].shape[0]),
+        "dim": int(a["train_features"].shape[1]),
+        "probe": probe,
+        "timings": timings,
+    })
+    out["runtime_s"] = time.perf_counter() - t_start
+    return out
+
+
+def _json_safe(obj):
+    if isinstance(obj, Mapping):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray) or hasattr(obj, "__array__") and not np.isscalar(obj):
+        return _json_safe(np.asarray(obj).tolist())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    return obj
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as strict JSON: temp file in the same directory, then ``os.replace``.
+
+    NaN / inf become ``null``; NumPy / JAX scalars and arrays become Python numbers and
+    lists. Readers never see a partially written file.
+
+    Args:
+      path: destination file.
+      obj: a JSON-able tree (dicts, lists, numbers, strings, None, arrays).
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    text = json.dumps(_json_safe(obj), indent=2, sort_keys=True, allow_nan=False)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,104 @@
+"""Orbax checkpoints of a :class:`TrainState` plus JSON metadata: save, keep the last K, restore.
+
+Checkpoints hold arrays (tensorstore) and JSON only: restoring never executes code. A restore
+needs a template state (from the model's own init), so a checkpoint of another model or
+dataset is refused with a clear :class:`CheckpointError` instead of silently mis-loading.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pathlib
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+logging.getLogger("absl").setLevel(logging.ERROR)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, corrupt, truncated, or does not match the model."""
+
+
+def _manager(directory, max_to_keep: int | None = 3, create: bool = True) -> ocp.CheckpointManager:
+    directory = pathlib.Path(directory).absolute()
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=create,
+                                           enable_async_checkpointing=False)
+    return ocp.CheckpointManager(directory, options=options, item_names=("state", "meta"))
+
+
+def _to_host(tree):
+    return jax.tree.map(lambda x: np.asarray(x), tree)
+
+
+def save(directory, step: int, state: Any, meta: dict | None = None, max_to_keep: int | None = 3) -> None:
+    """Saves ``state`` (any pytree of arrays) at ``step``, keeping the last ``max_to_keep``."""
+    with _manager(directory, max_to_keep) as mngr:
+        mngr.save(int(step), args=ocp.args.Composite(
+            state=ocp.args.StandardSave(_to_host(state)),
+            meta=ocp.args.JsonSave(meta or {})), force=True)
+        mngr.wait_until_finished()
+
+
+def latest_step(directory) -> int | None:
+    """The newest complete checkpoint's step in ``directory``, or None."""
+    if not pathlib.Path(directory).is_dir():
+        return None
+    with _manager(directory, create=False) as mngr:
+        return mngr.latest_step()
+
+
+def restore(directory, template: Any, step: int | None = None, expect_meta: dict | None = None):
+    """Restores ``(state, meta)`` from ``directory`` (latest step unless given).
+
+    Args:
+      directory: the checkpoint directory.
+      template: a pytree with the expected structure, shapes and dtypes.
+      step: which step; latest if None.
+      expect_meta: keys whose values must match the saved metadata (e.g. model, dataset).
+
+    Raises:
+      CheckpointError: nothing to restore, unreadable or truncated files, a structure or shape
+        mismatch, or metadata that does not match ``expect_meta``.
+    """
+    directory = pathlib.Path(directory)
+    if not directory.is_dir():
+        raise CheckpointError(f"no checkpoint directory at {directory}")
+    try:
+        with _manager(directory, create=False) as mngr:
+            step = mngr.latest_step() if step is None else step
+            if step is None:
+                raise CheckpointError(f"no complete checkpoint in {directory}")
+            meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+            _check_meta(directory, meta, expect_meta)
+            host_template = jax.tree.map(
+                lambda x: np.zeros(np.shape(x), np.asarray(x).dtype) if x is not None else None, template)
+            restored = mngr.restore(step, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(host_template)))["state"]
+    except CheckpointError:
+        raise
+    except Exception as e:  # noqa: BLE001 - orbax raises many types for corrupt data
+        raise CheckpointError(f"cannot restore checkpoint in {directory}: {type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:300] if str(e) else ''}") from None
+    _check_shapes(directory, template, restored)
+    return jax.tree.map(lambda t, r: np.asarray(r, dtype=np.asarray(t).dtype), template, restored), meta
+
+
+def _check_meta(directory, meta, expect):
+    for k, v in (expect or {}).items():
+        if k in meta and meta[k] != v:
+            raise CheckpointError(f"checkpoint in {directory} is for {k}={meta[k]!r}, not {v!r}")
+
+
+def _check_shapes(directory, template, restored):
+    ta, tb = jax.tree.structure(template), jax.tree.structure(restored)
+    if ta != tb:
+        raise CheckpointError(f"checkpoint in {directory} has a different structure than the model")
+    for a, b in zip(jax.tree.leaves(template), jax.tree.leaves(restored)):
+        if np.shape(a) != np.shape(b):
+            raise CheckpointError(f"checkpoint in {directory} has shape {np.shape(b)} where the model "
+                                  f"expects {np.shape(a)}: it belongs to another model or dataset")

@@ -1,0 +1,119 @@
+"""The ``jaxunlearn`` command line: train, unlearn, evaluate, analyze, reproduce, study.
+
+User errors (unknown names, bad values, missing data, a finished workdir, a bad checkpoint)
+print one ``error: ...`` line and exit with status 2; nothing in the workdir changes.
+An interrupted run exits with status 130 after saving its state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # exit 2 with a one-line message, like every other user error
+        self.print_usage(sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _add_common(p, workdir_required=True):
+    p.add_argument("--workdir", required=workdir_required, help="output directory of this run")
+    p.add_argument("--data-dir", default=None, help="where the dataset lives (IDX files, TFDS data_dir, image folder)")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished run in --workdir (the old one is moved aside)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--devices", type=int, default=None, help="data-parallel over this many devices (default: 1)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="jaxunlearn", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("train", help="train an original model")
+    p.add_argument("--dataset", default="fashion_mnist")
+    p.add_argument("--model", default=None, help="mlp, cnn, resnet18, resnet50, vit_s16 (default: per dataset)")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--weight-decay", type=float, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-train", type=int, default=None, help="use at most this many training samples")
+    p.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints (default: an epoch)")
+    p.add_argument("--keep", type=int, default=3, help="checkpoints kept")
+    _add_common(p)
+
+    from jaxunlearn import commands  # the other sub-commands register themselves
+    commands.register(sub, _add_common)
+    return parser
+
+
+def cmd_train(args) -> int:
+    from jaxunlearn import data as data_lib, runs
+
+    t_start = time.time()
+    ds = data_lib.load_dataset(args.dataset, args.data_dir, max_train=args.max_train)
+    model = args.model or runs.DEFAULT_MODEL[ds.name]
+    recipe = runs.recipe_for(ds.name, model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                             weight_decay=args.weight_decay)
+    runs.validate_recipe(recipe, len(ds.train_labels))
+    info = {"kind": "train", "dataset": ds.name, "model": model, "seed": args.seed,
+            "recipe": runs.dataclasses.asdict(recipe), "data_dir": args.data_dir, "max_train": args.max_train,
+            "devices": args.devices, "command": " ".join(sys.argv), "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+    resuming = runs.prepare_workdir(args.workdir, args.overwrite, info)
+    if resuming:
+        print(f"resuming the unfinished run in {args.workdir}")
+    mesh = _mesh(args)
+    stop = runs.StopFlag()
+    with stop.installed():
+        net, state, tinfo = runs.train_model(ds, model, recipe, args.seed, args.workdir,
+                                             progress=False if args.no_progress else f"train {model}",
+                                             checkpoint_every=args.checkpoint_every, keep=args.keep,
+                                             mesh=mesh, stop=stop)
+    runs.save_model(args.workdir, model, ds.name, state)
+    test_acc = runs.accuracy_of(net, state, ds.test_images, ds.test_labels)
+    summary = {"test_accuracy": test_acc, "dataset": ds.name, "model": model, "seed": args.seed,
+               "wall_time_s": time.time() - t_start, **tinfo}
+    runs.write_json_atomic(os.path.join(args.workdir, "summary.json"), summary)
+    print(f"test accuracy {100 * test_acc:.2f} % after {tinfo['epochs_run']} epochs "
+          f"({tinfo['train_time_s']:.0f} s of training); run in {args.workdir}")
+    return 0
+
+
+def _mesh(args):
+    if not args.devices or args.devices == 1:
+        return None
+    from jaxunlearn import parallel
+    return parallel.make_mesh(args.devices)
+
+
+def main(argv=None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "devices", None) and args.devices > 1:
+        import jax
+        if jax.default_backend() == "cpu" and jax.device_count() < args.devices:
+            jax.config.update("jax_num_cpu_devices", args.devices)
+    from jaxunlearn import checkpoint, data as data_lib, runs, train
+    handler = {"train": cmd_train}.get(args.command) or args.handler
+    try:
+        return handler(args) or 0
+    except runs.Interrupted as e:
+        print(f"interrupted: {e}", file=sys.stderr)
+        return 130
+    except train.Diverged as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    except (runs.RunError, data_lib.DataNotFoundError, checkpoint.CheckpointError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""Evaluation heads against scikit-learn references."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier, NearestCentroid
+
+from jaxunlearn import heads
+
+
+def _mixture(seed, n, d, k, sep=1.0, noise=1.0, counts=None):
+    """Gaussian mixture: class centres N(0, sep^2 I), isotropic noise."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(k, d)) * sep
+    if counts is None:
+        y = rng.integers(0, k, n)
+    else:
+        y = np.repeat(np.arange(k), counts)
+    x = centres[y] + noise * rng.normal(size=(len(y), d))
+    return x.astype(np.float32), y.astype(np.int32), centres
+
+
+@pytest.fixture(scope="module")
+def noisy():
+    """Overlapping 6-class mixture (probe accuracy well below 100 %)."""
+    x, y, c = _mixture(0, 1500, 24, 6, sep=0.45)
+    rng = np.random.default_rng(1)
+    yt = rng.integers(0, 6, 800).astype(np.int32)
+    xt = (c[yt] + rng.normal(size=(800, 24))).astype(np.float32)
+    return x, y, xt, yt
+
+
+def _sklearn_probe_acc(x, y, xt, yt, l2):
+    mean, std = x.mean(0), x.std(0)
+    std = np.where(std > 0, std, 1.0)  # constant pixels (digits) are left unscaled
+    clf = LogisticRegression(C=1.0 / (l2 * len(y)), max_iter=5000, tol=1e-8)
+    clf.fit((x - mean) / std, y)
+    return clf.score((xt - mean) / std, yt), clf.predict((xt - mean) / std)
+
+
+# ----------------------------------------------------------------------------- accuracy
+
+
+def test_split_accuracy():
+    pred = np.array([0, 1, 2, 2, 1, 0])
+    labels = np.array([0, 1, 1, 2, 2, 2])
+    acc = heads.split_accuracy(pred, labels, [2])
+    assert acc["forget"] == pytest.approx(1 / 3)
+    assert acc["retain"] == pytest.approx(2 / 3)
+    assert acc["all"] == pytest.approx(3 / 6)
+    none = heads.split_accuracy(pred, labels, None)
+    assert none["forget"] is None and none["retain"] == pytest.approx(0.5)
+    assert heads.split_accuracy(pred, labels, [0, 1, 2])["retain"] is None
+
+
+# ----------------------------------------------------------------------------- probes
+
+
+def test_fast_probe_matches_sklearn_on_digits():
+    x, y = load_digits(return_X_y=True)
+    rng = np.random.default_rng(0)
+    perm = rng.permutation(len(y))
+    tr, te = perm[:1300], perm[1300:]
+    x = x.astype(np.float32)
+    params = heads.linear_probe_fit(x[tr], y[tr], 10, l2=1e-3)
+    acc = np.mean(np.argmax(heads.linear_probe_predict(params, x[te]), -1) == y[te])
+    ref, _ = _sklearn_probe_acc(x[tr], y[tr], x[te], y[te], 1e-3)
+    assert acc > 0.9
+    assert abs(acc - ref) <= 0.01
+
+
+def test_fast_probe_matches_sklearn_on_noisy_mixture(noisy):
+    x, y, xt, yt = noisy
+    params = heads.linear_probe_fit(x, y, 6)
+    assert params.w.shape == (24, 6) and params.b.shape == (6,)
+    pred = np.asarray(jnp.argmax(heads.linear_probe_predict(params, xt), -1))
+    ref_acc, ref_pred = _sklearn_probe_acc(x, y, xt, yt, 1e-4)
+    assert 0.5 < ref_acc < 0.95  # a non-trivial problem
+    assert abs(np.mean(pred == yt) - ref_acc) <= 0.01
+    assert np.mean(pred == ref_pred) >= 0.97
+
+
+def test_fast_probe_vmaps_over_models(noisy):
+    x, y, _, _ = noisy
+    x, y = x[:600], y[:600]
+    x2 = x * 2.0 + np.float32(0.3) * np.roll(x, 1, axis=1)
+    y2 = np.roll(y, 7)
+    fit = functools.partial(heads.linear_probe_fit, num_classes=6)
+    batched = jax.vmap(fit)(jnp.stack([x, x2]), jnp.stack([y, y2]))
+    for i, (xi, yi) in enumerate([(x, y), (x2, y2)]):
+        single = fit(xi, yi)
+        for a, b in zip(single, batched):
+            np.testing.assert_allclose(np.asarray(b[i]), np.asarray(a), rtol=1e-4, atol=1e-4)
+
+
+def test_sgd_probe_protocol(noisy):
+    x, y, xt, yt = noisy
+    key = jax.random.key(3)
+    # 1500 samples -> 150 held out, 1350 trained: the last batch of each epoch is partial.
+    params, hist = heads.linear_probe_sgd(x, y, 6, key=key, epochs=8, return_history=True)
+    assert hist.shape == (8,)
+    acc = np.mean(np.argmax(heads.linear_probe_predict(params, xt), -1) == yt)
+    ref_acc, _ = _sklearn_probe_acc(x, y, xt, yt, 1e-4)
+    assert acc > ref_acc - 0.05
+    # Early stopping keeps the first best epoch: a run that stops there ends with the same
+    # parameters (same split, init and shuffles).
+    best = int(np.argmax(np.asarray(hist)))
+    short = heads.linear_probe_sgd(x, y, 6, key=key, epochs=best + 1)
+    for a, b in zip(params, short):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-6)
+    # Deterministic and vmappable over keys.
+    keys = jax.random.split(key, 2)
+    batched = jax.vmap(lambda k: heads.linear_probe_sgd(x, y, 6, key=k, epochs=best + 1))(keys)
+    again = heads.linear_probe_sgd(x, y, 6, key=keys[1], epochs=best + 1)
+    np.testing.assert_allclose(np.asarray(batched.w[1]), np.asarray(again.w), atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- NCC
+
+
+def test_ncc_equals_sklearn_nearest_centroid():
+    x, y, _ = _mixture(5, 0, 16, 5, sep=0.5, counts=[200, 30, 90, 7, 150])
+    rng = np.random.default_rng(6)
+    xt = (rng.normal(size=(700, 16)) * 1.2).astype(np.float32)
+    means = heads.ncc_fit(x, y, 5)
+    ref = NearestCentroid().fit(x.astype(np.float64), y)
+    np.testing.assert_allclose(np.asarray(means), ref.centroids_, rtol=1e-5, atol=1e-6)
+    pred = np.asarray(heads.ncc_predict(means, xt))
+    np.testing.assert_array_equal(pred, ref.predict(xt.astype(np.float64)))
+    np.testing.assert_array_equal(np.asarray(heads.ncc_predict(means, x)), ref.predict(x))
+
+
+def test_ncc_skips_empty_class():
+    x = np.array([[0.0, 0.0], [0.0, 1.0], [5.0, 5.0]], np.float32)
+    y = np.array([0, 0, 2])
+    means = heads.ncc_fit(x, y, 3)
+    assert np.all(np.isnan(np.asarray(means[1])))
+    pred = heads.ncc_predict(means, np.array([[0.1, 0.1], [4.0, 4.0], [2.0, 2.0]], np.float32))
+    np.testing.assert_array_equal(np.asarray(pred), [0, 2, 0])
+
+
+# ----------------------------------------------------------------------------- k-NN
+
+
+def _sk_knn(x, y, xt, k=5, metric="cosine"):
+    return KNeighborsClassifier(n_neighbors=k, metric=metric, algorithm="brute").fit(
+        x.astype(np.float64), y).predict(xt.astype(np.float64))
+
+
+def test_knn_exact_on_tie_free_fixture():
+    # Two classes and k = 5 (odd): no vote ties; continuous data: no distance ties.
+    x, y, c = _mixture(7, 900, 12, 2, sep=0.4)
+    rng = np.random.default_rng(8)
+    xt = (c[rng.integers(0, 2, 500)] + rng.normal(size=(500, 12))).astype(np.float32)
+    pred = np.asarray(heads.knn_predict(x, y, xt, 5, "cosine", num_classes=2, chunk_size=64))
+    np.testing.assert_array_equal(pred, _sk_knn(x, y, xt))
+
+
+def test_knn_agrees_with_sklearn_multiclass():
+    x, y, c = _mixture(9, 2000, 20, 7, sep=0.5)
+    rng = np.random.default_rng(10)
+    yt = rng.integers(0, 7, 1000)
+    xt = (c[yt] + rng.normal(size=(1000, 20))).astype(np.float32)
+    for metric in ("cosine", "euclidean"):
+        pred = np.asarray(heads.knn_predict(x, y, xt, 5, metric, num_classes=7))
+        assert np.mean(pred == _sk_knn(x, y, xt, metric=metric)) >= 0.995
+    # Chunking does not change the answer (1000 queries, chunks of 33: padded last chunk).
+    a = heads.knn_predict(x, y, xt, 5, "cosine", num_classes=7, chunk_size=33)
+    b = heads.knn_predict(x, y, xt, 5, "cosine", num_classes=7, chunk_size=1024)
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_knn_vote_tie_goes_to_smallest_label():
+    # Query at angle 0; neighbours at small angles: labels 3, 1, 3, 1 (2-2 vote tie).
+    angles = np.array([0.1, 0.2, 0.3, 0.4, 2.0, 2.5])
+    x = np.stack([np.cos(angles), np.sin(angles)], 1).astype(np.float32)
+    y = np.array([3, 1, 3, 1, 0, 2])
+    q = np.array([[1.0, 0.0]], np.float32)
+    pred = heads.knn_predict(x, y, q, 4, "cosine", num_classes=4)
+    assert int(pred[0]) == 1 == int(_sk_knn(x, y, q, k=4)[0])
+
+
+# ----------------------------------------------------------------------------- all heads
+
+
+@pytest.mark.parametrize("probe", ["fast", "sgd"])
+def test_evaluate_heads(noisy, probe):
+    x, y, xt, yt = noisy
+    out = heads.evaluate_heads(x, y, xt, yt, [2], 6, probe=probe)
+    for name in ("lp", "ncc", "knn"):
+        assert set(out[name]) == {"retain", "forget", "all"}
+        for v in out[name].values():
+            assert 0.0 <= v <= 1.0
+        assert out["timings"][name] >= 0.0
+    ncc_pred = heads.ncc_predict(heads.ncc_fit(x, y, 6), xt)
+    assert out["ncc"] == heads.split_accuracy(np.asarray(ncc_pred), yt, [2])
+    no_knn = heads.evaluate_heads(x, y, xt, yt, None, 6, probe="none", knn=False)
+    assert set(no_knn) == {"ncc", "timings"} and no_knn["ncc"]["forget"] is None
