@@ -161,7 +161,7 @@ def nc2_equinorm(features, labels, num_classes: int, *, ddof: int = 0) -> jax.Ar
     """NC2 equinorm: ``std_c ||mu_c - mu_G|| / mean_c ||mu_c - mu_G||``.
 
     The coefficient of variation of the centred class-mean norms; ``ddof=0`` (population
-    std) by default; Papyan et al.'s PyTorch code used ``torch.std`` (``ddof=1``), which is
+    std) by default; implementations built on ``torch.std`` use ``ddof=1``, which is
     ``sqrt(K / (K - 1))`` times larger.
 
     Returns:
@@ -342,7 +342,8 @@ def _check_inputs(h, labels, num_classes, weights, bias):
     if missing.size:
         raise ValueError(f"classes without samples: {missing.tolist()}")
     if weights is not None and weights.shape != (num_classes, h.shape[1]):
-        raise ValueError(f"weights must be [K, D] = {(num_classes, h.shape[1])}, got {weights.shape}")
+        raise ValueError(
+            f"weights must be [K, D] = {(num_classes, h.shape[1])}, got {weights.shape}")
     if bias is not None and (weights is None or bias.shape != (num_classes,)):
         raise ValueError(f"bias must be [K] = ({num_classes},) and needs weights")
 
@@ -357,6 +358,7 @@ def collapse_metrics(
     *,
     ddof: int = 0,
     rtol: float | None = None,
+    with_retain: bool = True,
 ) -> dict:
     """Every neural-collapse metric, overall and restricted to retain / forget classes.
 
@@ -395,6 +397,8 @@ def collapse_metrics(
       forget_classes: ``[F]`` class ids or ``None``.
       ddof: delta degrees of freedom of the std in equinorm / equiangularity.
       rtol: singular-value cut-off for ``S_B^+`` (default :func:`default_rtol`).
+      with_retain: compute the ``retain`` sub-dict (a second pass over the retain samples;
+        ``False`` leaves it ``None``).
 
     Returns:
       A dict of Python floats (``None`` where undefined), with ``retain`` and ``forget``
@@ -425,7 +429,7 @@ def collapse_metrics(
 
     retain_classes = np.flatnonzero(~forget_mask)
     result["retain"] = None
-    if fc.size and retain_classes.size >= 2:
+    if with_retain and fc.size and retain_classes.size >= 2:
         keep = ~np.isin(y, fc)
         remap = np.full(num_classes, -1, np.int32)
         remap[retain_classes] = np.arange(retain_classes.size, dtype=np.int32)

@@ -114,7 +114,8 @@ def loss_attack(forget_train_losses, test_losses, folds: int = 5, seed: int = 0,
         mem = mem[rng.permutation(mem.size)[:n]]
         non = non[rng.permutation(non.size)[:n]]
     if min(mem.size, non.size) < folds:
-        raise ValueError(f"need at least folds={folds} samples per group, got {mem.size}, {non.size}")
+        raise ValueError(
+            f"need at least folds={folds} samples per group, got {mem.size}, {non.size}")
     x = np.concatenate([mem, non])[:, None]
     y = np.concatenate([np.ones(mem.size, np.int64), np.zeros(non.size, np.int64)])
     accs, aucs = [], []

@@ -9,8 +9,16 @@ import pytest
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier, NearestCentroid
+from threadpoolctl import threadpool_limits
 
 from jaxunlearn import heads
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_blas_thread():
+    """Tiny sklearn fits run ~50x slower when BLAS threads contend with XLA's threads."""
+    with threadpool_limits(1):
+        yield
 
 
 def _mixture(seed, n, d, k, sep=1.0, noise=1.0, counts=None):
@@ -38,7 +46,7 @@ def noisy():
 def _sklearn_probe_acc(x, y, xt, yt, l2):
     mean, std = x.mean(0), x.std(0)
     std = np.where(std > 0, std, 1.0)  # constant pixels (digits) are left unscaled
-    clf = LogisticRegression(C=1.0 / (l2 * len(y)), max_iter=5000, tol=1e-8)
+    clf = LogisticRegression(C=1.0 / (l2 * len(y)), max_iter=1000)
     clf.fit((x - mean) / std, y)
     return clf.score((xt - mean) / std, yt), clf.predict((xt - mean) / std)
 
@@ -86,8 +94,7 @@ def test_fast_probe_matches_sklearn_on_noisy_mixture(noisy):
 
 
 def test_fast_probe_vmaps_over_models(noisy):
-    x, y, _, _ = noisy
-    x, y = x[:600], y[:600]
+    x, y, _, _ = noisy  # the shapes of the test above: the single fits reuse its compile
     x2 = x * 2.0 + np.float32(0.3) * np.roll(x, 1, axis=1)
     y2 = np.roll(y, 7)
     fit = functools.partial(heads.linear_probe_fit, num_classes=6)
@@ -113,11 +120,11 @@ def test_sgd_probe_protocol(noisy):
     short = heads.linear_probe_sgd(x, y, 6, key=key, epochs=best + 1)
     for a, b in zip(params, short):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-6)
-    # Deterministic and vmappable over keys.
-    keys = jax.random.split(key, 2)
+    # Vmappable over keys: element 0 is the run above.
+    keys = jnp.stack([key, jax.random.key(11)])
     batched = jax.vmap(lambda k: heads.linear_probe_sgd(x, y, 6, key=k, epochs=best + 1))(keys)
-    again = heads.linear_probe_sgd(x, y, 6, key=keys[1], epochs=best + 1)
-    np.testing.assert_allclose(np.asarray(batched.w[1]), np.asarray(again.w), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(batched.w[0]), np.asarray(short.w), atol=1e-5)
+    assert not np.allclose(np.asarray(batched.w[1]), np.asarray(short.w))
 
 
 # ----------------------------------------------------------------------------- NCC

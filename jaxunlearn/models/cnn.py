@@ -7,7 +7,12 @@ import jax.numpy as jnp
 
 
 class SmallCNN(nn.Module):
-    """Conv(3x3)-BN-ReLU stages with 2x2 max-pool between them, global average pool, linear head.
+    """Conv(3x3)-BN-ReLU stages, global average pool, linear head.
+
+    The first convolution has stride ``stem_stride`` and stages after the second are preceded
+    by a 2x2 max-pool (28x28 input: 14x14, 14x14, 7x7). The stride-2 stem made a train step
+    ~3x faster on the 2-core CPU than a stride-1 stem at full resolution, for about the same
+    Fashion-MNIST accuracy.
 
     Features: ``stage{i}`` = stage ``i`` output, average-pooled ``[B, C_i]``; ``features`` =
     the pooled last stage ``[B, widths[-1]]``.
@@ -15,14 +20,16 @@ class SmallCNN(nn.Module):
 
     num_classes: int
     widths: Sequence[int] = (32, 64, 128)
+    stem_stride: int = 2
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         feats = {}
         for i, w in enumerate(self.widths):
-            if i > 0:
+            if i > 1:
                 x = nn.max_pool(x, (2, 2), (2, 2))
-            x = nn.Conv(w, (3, 3), use_bias=False, name=f"conv{i + 1}")(x)
+            x = nn.Conv(w, (3, 3), strides=self.stem_stride if i == 0 else 1, use_bias=False,
+                        name=f"conv{i + 1}")(x)
             x = nn.BatchNorm(use_running_average=not train, momentum=0.9, name=f"bn{i + 1}")(x)
             x = nn.relu(x)
             feats[f"stage{i + 1}"] = jnp.mean(x, axis=(1, 2))

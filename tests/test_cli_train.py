@@ -1,0 +1,65 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from jaxunlearn import cli
+
+
+def _snapshot(path):
+    out = {}
+    for root, _, files in os.walk(path):
+        for f in files:
+            p = os.path.join(root, f)
+            with open(p, "rb") as fh:
+                out[p] = fh.read()
+    return out
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    wd = tmp_path_factory.mktemp("cli") / "digits"
+    assert cli.main(["train", "--dataset", "digits", "--model", "mlp", "--workdir", str(wd), "--no-progress"]) == 0
+    return wd
+
+
+def test_train_digits_mlp_reaches_95_percent(digits_run):
+    summary = json.loads((digits_run / "summary.json").read_text())
+    assert summary["test_accuracy"] >= 0.95
+    assert summary["train_time_s"] < 60
+    lines = (digits_run / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 30 and "val_accuracy" in json.loads(lines[-1])
+    assert (digits_run / "model").is_dir()
+
+
+def test_finished_workdir_is_not_overwritten(digits_run, capsys):
+    before = _snapshot(digits_run)
+    rc = cli.main(["train", "--dataset", "digits", "--workdir", str(digits_run), "--no-progress"])
+    assert rc == 2
+    assert "already holds a finished run" in capsys.readouterr().err
+    assert _snapshot(digits_run) == before
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["--dataset", "nope"], "unknown dataset 'nope'"),
+    (["--dataset", "digits", "--model", "nope"], "unknown model 'nope'"),
+    (["--dataset", "digits", "--epochs", "0"], "epochs must be positive"),
+    (["--dataset", "digits", "--lr", "-1"], "learning rate must be positive"),
+    (["--dataset", "digits", "--batch-size", "100000"], "batch size 100000"),
+])
+def test_bad_train_arguments(argv, msg, tmp_path, capsys):
+    wd = tmp_path / "w"
+    assert cli.main(["train", *argv, "--workdir", str(wd), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert msg in err and "Traceback" not in err
+    assert not (wd / "summary.json").exists()
+
+
+def test_console_script_exits_nonzero_without_traceback(tmp_path):
+    exe = os.path.join(os.path.dirname(sys.executable), "jaxunlearn")
+    r = subprocess.run([exe, "train", "--dataset", "cifar10", "--data-dir", str(tmp_path), "--workdir",
+                        str(tmp_path / "w")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert "cifar10" in r.stderr and "Traceback" not in r.stderr
