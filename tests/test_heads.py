@@ -115,16 +115,14 @@ def test_sgd_probe_protocol(noisy):
     ref_acc, _ = _sklearn_probe_acc(x, y, xt, yt, 1e-4)
     assert acc > ref_acc - 0.05
     # Early stopping keeps the first best epoch: a run that stops there ends with the same
-    # parameters (same split, init and shuffles).
+    # parameters (same split, init and shuffles). That run is vmapped over two keys (the
+    # first is the key above), which also checks vmap against the unbatched call.
     best = int(np.argmax(np.asarray(hist)))
-    short = heads.linear_probe_sgd(x, y, 6, key=key, epochs=best + 1)
-    for a, b in zip(params, short):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-6)
-    # Vmappable over keys: element 0 is the run above.
     keys = jnp.stack([key, jax.random.key(11)])
-    batched = jax.vmap(lambda k: heads.linear_probe_sgd(x, y, 6, key=k, epochs=best + 1))(keys)
-    np.testing.assert_allclose(np.asarray(batched.w[0]), np.asarray(short.w), atol=1e-5)
-    assert not np.allclose(np.asarray(batched.w[1]), np.asarray(short.w))
+    short = jax.vmap(lambda k: heads.linear_probe_sgd(x, y, 6, key=k, epochs=best + 1))(keys)
+    for a, b in zip(params, short):
+        np.testing.assert_allclose(np.asarray(b[0]), np.asarray(a), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(np.asarray(short.w[1]), np.asarray(short.w[0]))
 
 
 # ----------------------------------------------------------------------------- NCC
