@@ -145,7 +145,7 @@ def make_step(net: Net, loss_fn: Callable, cfg: OptimConfig, *, bn_train: bool =
 
     Returns:
       ``step(state, batch, key, hparams, aux) -> (state, metrics)``. ``hparams["lr"]`` is the
-      base learning rate. If ``aux`` holds ``"update_mask"`` (a params-shaped pytree of
+      base learning rate; the loss also sees ``hparams["progress"]`` = step / total_steps. If ``aux`` holds ``"update_mask"`` (a params-shaped pytree of
       bools), parameters where it is False keep their exact bits: the mask applies to the final
       update, after weight decay and momentum.
     """
@@ -158,8 +158,10 @@ def make_step(net: Net, loss_fn: Callable, cfg: OptimConfig, *, bn_train: bool =
                                                           augment.pad, augment.flip)}
                      for i, (name, b) in enumerate(sorted(batch.items()))}
 
+        hp = {**hparams, "progress": state.step.astype(jnp.float32) / max(cfg.total_steps, 1)}
+
         def objective(params):
-            return loss_fn(net, params, state.batch_stats, batch, k_loss, hparams, aux)
+            return loss_fn(net, params, state.batch_stats, batch, k_loss, hp, aux)
 
         (loss, (new_bs, metrics)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
         directions, opt_state = transform.update(grads, state.opt_state, state.params)
@@ -283,7 +285,8 @@ def fit(run_steps: Callable, state: TrainState, key: jax.Array, data, streams, h
         patience: int | None = None, on_chunk: Callable[[TrainState, int], None] | None = None,
         log: Callable[[dict], None] | None = None, progress: bool | str = False,
         should_stop: Callable[[], bool] | None = None, block: bool = False,
-        best: tuple | None = None, on_best: Callable | None = None) -> FitResult:
+        best: tuple | None = None, on_best: Callable | None = None,
+        before_epoch: Callable[[TrainState, int, Any], Any] | None = None) -> FitResult:
     """Runs ``epochs`` epochs from ``state.step`` (so a restored state resumes where it stopped).
 
     Args:
@@ -301,6 +304,8 @@ def fit(run_steps: Callable, state: TrainState, key: jax.Array, data, streams, h
       should_stop: polled after each chunk; True ends the run cleanly (``interrupted=True``).
       block: wait for every chunk's result (needed with several CPU devices; see DESIGN.md).
       best: ``(score, state, epoch, epochs_since_best)`` carried over from before a resume.
+      before_epoch: ``(state, epoch, aux) -> aux`` at the start of every epoch (e.g. recompute
+        and freeze a CMF head); also on resuming mid-epoch.
       on_best: called with ``(score, state, epoch, epochs_since_best)`` at each epoch end while
         early stopping (to persist the best state for resuming).
 
@@ -321,6 +326,8 @@ def fit(run_steps: Callable, state: TrainState, key: jax.Array, data, streams, h
         while done < total:
             epoch, offset = divmod(done, steps_per_epoch)
             t0 = time.perf_counter()
+            if before_epoch is not None:
+                aux = before_epoch(state, epoch, aux)
             epoch_metrics = []
             while offset < steps_per_epoch:
                 num = min(chunk, steps_per_epoch - offset)

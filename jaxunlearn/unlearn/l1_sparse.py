@@ -1,0 +1,23 @@
+"""l1-sparse: fine-tune on the retain set with an l1 penalty that decays linearly to zero
+(``alpha * (1 - progress) * sum |theta|``), as in Jia et al. (2023)."""
+
+import jax
+import jax.numpy as jnp
+
+from jaxunlearn.unlearn.core import Method, Phase, Settings, retain_ce
+
+
+def l1_sparse_loss(net, params, batch_stats, batch, key, hparams, aux):
+    loss, (bs, metrics) = retain_ce(net, params, batch_stats, batch, key, hparams, aux)
+    l1 = sum(jnp.abs(x).sum() for x in jax.tree.leaves(params))
+    total = loss + hparams["alpha"] * (1.0 - hparams["progress"]) * l1
+    return total, (bs, {**metrics, "loss": total, "l1": l1})
+
+
+METHOD = Method(
+    name="l1_sparse",
+    summary="retain fine-tuning with a decaying l1 penalty",
+    hparams={"lr": 0.01, "alpha": 5e-5},
+    settings=Settings(epochs=2),
+    phases=lambda s: [Phase("l1_sparse", l1_sparse_loss, {"retain": s.batch_size}, "retain", s.epochs)],
+)
