@@ -22,6 +22,7 @@ vmapped; architecture, step counts and batch sizes are static.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from typing import Any, Callable, Mapping
@@ -384,12 +385,14 @@ def _all_finite(tree) -> bool:
 
 # ----------------------------------------------------------------------------- inference
 
+@functools.lru_cache(maxsize=64)
 def make_predict(net: Net, batch_size: int = 1000, loop: str | None = None) -> Callable:
     """``predict(params, batch_stats, images [N, H, W, C]) -> (logits [N, K], features)``.
 
     Inference mode (running BatchNorm statistics), in batches of ``batch_size`` (the ragged
     tail is padded and cut off). ``loop`` as in :func:`make_run_steps`: on CPU a host loop
     over a jitted batch (``lax.map`` is a while loop, slow there), elsewhere ``lax.map``.
+    Cached per ``(net, batch_size, loop)`` so repeated evaluations do not recompile.
     """
     loop = loop or default_loop()
 

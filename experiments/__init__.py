@@ -1,0 +1,55 @@
+"""The paper's experiments, one module per table or figure.
+
+``jaxunlearn reproduce NAME`` runs one; ``jaxunlearn study`` runs all of them on one config.
+All share a :class:`experiments.study.Study` workdir, so models and evaluations are computed
+once and an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pathlib
+import time
+
+EXPERIMENTS = ("table1", "table2", "table3", "learning_curve", "features", "layerwise", "relearn", "theory")
+MAIN_TABLES = ("table1", "table2", "table3")
+
+
+def _study(config_name, workdir, data_dir, progress):
+    from experiments.configs import get_config
+    from experiments.study import Study
+    config = get_config(config_name)
+    workdir = pathlib.Path(workdir or f"runs/study-{config.name}")
+    return Study(config, workdir, data_dir, progress)
+
+
+def run_experiment(name: str, config: str = "fashion_mnist", workdir=None, data_dir=None, progress=True) -> int:
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}")
+    study = _study(config, workdir, data_dir, progress)
+    md = importlib.import_module(f"experiments.{name}").run(study)
+    print(md)
+    print(f"results in {study.out_dir(name)}")
+    return 0
+
+
+def run_study(config: str = "fashion_mnist", workdir=None, data_dir=None, progress=True) -> int:
+    """Every experiment in order; prints the main tables and where the plots are."""
+    study = _study(config, workdir, data_dir, progress)
+    t0 = time.time()
+    study.log(f"study {study.config.name}: {study.ds.name} / {study.config.model}, forget sets "
+              f"{list(study.config.forget_sets)}, workdir {study.workdir}")
+    outputs = {}
+    for name in EXPERIMENTS:
+        t = time.time()
+        outputs[name] = importlib.import_module(f"experiments.{name}").run(study)
+        study.log(f"{name} done in {time.time() - t:.0f} s")
+    from jaxunlearn.runs import write_text_atomic
+    summary = "\n".join(outputs[n] for n in EXPERIMENTS)
+    write_text_atomic(study.workdir / "RESULTS.md", f"# Study {study.config.name}\n\n{summary}")
+    print()
+    for n in MAIN_TABLES:
+        print(outputs[n])
+    print(f"study finished in {(time.time() - t0) / 60:.1f} min; all tables in {study.workdir / 'RESULTS.md'}; "
+          f"plots: " + ", ".join(str(p) for p in sorted(study.workdir.glob('*/*.png'))))
+    return 0

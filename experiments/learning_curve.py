@@ -1,0 +1,62 @@
+"""Learning curves: forget-class test accuracy of Full, LP and NCC every few steps of
+unlearning (forget set 0). Heads are fitted on a fixed 10k subsample of training features."""
+
+import jax.numpy as jnp
+import numpy as np
+
+from jaxunlearn import evaluate, heads, report, runs
+
+
+def _heads_on(study, net, state, head, sub, fc):
+    ds = study.ds
+    sub_ds = ds._replace(train_images=ds.train_images[sub], train_labels=ds.train_labels[sub])
+    f = evaluate.extract(net, state, sub_ds, head)
+    h = heads.evaluate_heads(jnp.asarray(f.train_feats["features"]), jnp.asarray(sub_ds.train_labels),
+                             jnp.asarray(f.test_feats["features"]), ds.test_labels, fc, ds.num_classes, knn=False)
+    full = heads.split_accuracy(f.test_logits.argmax(-1), ds.test_labels, fc)
+    return {"full": full["forget"], "lp": h["lp"]["forget"], "ncc": h["ncc"]["forget"]}
+
+
+def run(study) -> str:
+    c = study.config
+    out = study.out_dir("learning_curve")
+    path = out / "learning_curve.json"
+    if path.is_file():
+        import json
+        curves = json.loads(path.read_text())["curves"]
+    else:
+        rng = np.random.default_rng(0)
+        sub = np.sort(rng.choice(len(study.ds.train_labels), min(10000, len(study.ds.train_labels)), replace=False))
+        fc = list(c.forget_sets[0])
+        curves = {}
+        for r in c.curve_methods:
+            source = study.cmf_original() if r.mode == "cmf" else study.original()
+            net, state, head, _ = source
+            points = [{"step": 0, **_heads_on(study, net, state, head, sub, fc)}]
+
+            def on_chunk(st, phase, step, aux, points=points, net=net, head=head):
+                points.append({"step": len(points) * c.curve_every, "phase": phase,
+                               **_heads_on(study, net, st, head, sub, fc)})
+
+            study._unlearn(r, 0, source, on_chunk=on_chunk, chunk=c.curve_every)
+            curves[r.title] = points
+        runs.write_json_atomic(path, {"forget_set": c.forget_sets[0], "every": c.curve_every, "curves": curves})
+    series = {f"{name} {h}": ([p["step"] for p in pts], [p[h] for p in pts])
+              for name, pts in curves.items() for h in ("full", "lp", "ncc")}
+    report.line_plot(series, out / "learning_curve.png", f"{c.dataset}: forget accuracy during unlearning",
+                     "unlearning step", "forget-class test accuracy (%)")
+    lines = ["| method | step | Full forget | LP forget | NCC forget |", "|---|---|---|---|---|"]
+    for name, pts in curves.items():
+        for p in pts:
+            lines.append(f"| {name} | {p['step']} | " + " | ".join(f"{100 * p[h]:.1f}" for h in ("full", "lp", "ncc")) + " |")
+    md = "### Learning curves (forget set 0)\n\n" + "\n".join(lines) + "\n"
+    runs.write_text_atomic(out / "learning_curve.md", md)
+    runs.write_text_atomic(out / "learning_curve.tex", _latex(curves))
+    return md
+
+
+def _latex(curves):
+    rows = "\n".join(f"{n.replace('_', chr(92) + '_')} & {p['step']} & " + " & ".join(f"{100 * p[h]:.1f}" for h in ("full", "lp", "ncc")) + r" \\"
+                     for n, pts in curves.items() for p in pts)
+    return ("\\begin{tabular}{lcccc}\n\\toprule\nmethod & step & Full & LP & NCC \\\\\n\\midrule\n" + rows +
+            "\n\\bottomrule\n\\end{tabular}\n")

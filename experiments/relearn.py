@@ -1,0 +1,40 @@
+"""Relearning attack: fine-tune each unlearned model on 10 / 100 forget samples and follow
+the forget accuracy of the output and NCC heads (forget set 0); Retrain is the baseline."""
+
+from experiments.configs import MethodRun
+from jaxunlearn import report, runs
+
+
+def _run_of(key: str) -> MethodRun:
+    if key == "retrain":
+        return MethodRun("retrain")
+    method, mode = key.rsplit("-", 1)
+    return MethodRun(method, mode)
+
+
+def run(study) -> str:
+    c = study.config
+    curves = {}
+    for key in c.relearn_methods:
+        r = _run_of(key)
+        ev = study.evaluation(f"{key}-relearn", study.unlearned(r, 0), 0, relearn=c.relearn_samples,
+                              relearn_steps=c.relearn_steps, knn=False, collapse_metrics=False,
+                              privacy_attacks=False)
+        curves[r.title] = ev["relearn"]
+    out = study.out_dir("relearn")
+    runs.write_json_atomic(out / "relearn.json", {"forget_set": c.forget_sets[0], "curves": curves})
+    series = {f"{t} k={k} {h}": (cv["steps"], cv[h]) for t, ks in curves.items() for k, cv in ks.items()
+              for h in ("full", "ncc")}
+    report.line_plot(series, out / "relearn.png", f"{c.dataset}: relearning on k forget samples",
+                     "fine-tuning step", "forget-class test accuracy (%)")
+    lines = ["| model | k | Full forget (start → end) | NCC forget (start → end) |", "|---|---|---|---|"]
+    for t, ks in curves.items():
+        for k, cv in ks.items():
+            lines.append(f"| {t} | {k} | {100 * cv['full'][0]:.1f} → {100 * cv['full'][-1]:.1f} | "
+                         f"{100 * cv['ncc'][0]:.1f} → {100 * cv['ncc'][-1]:.1f} |")
+    md = f"### Relearning ({c.relearn_steps} steps)\n\n" + "\n".join(lines) + "\n"
+    runs.write_text_atomic(out / "relearn.md", md)
+    runs.write_text_atomic(out / "relearn.tex", "\\begin{tabular}{llcc}\n" + "\n".join(
+        f"{t} & {k} & {100 * cv['full'][-1]:.1f} & {100 * cv['ncc'][-1]:.1f} \\\\" for t, ks in curves.items()
+        for k, cv in ks.items()) + "\n\\end{tabular}\n")
+    return md
