@@ -22,7 +22,7 @@ def run(study) -> str:
     if c.table3:
         models[c.table3[0].title] = study.unlearned(c.table3[0], 0)
     rng = np.random.default_rng(0)
-    sub = np.sort(rng.choice(len(study.ds.test_labels), min(1500, len(study.ds.test_labels)), replace=False))
+    sub = np.sort(rng.choice(len(study.ds.test_labels), min(1000, len(study.ds.test_labels)), replace=False))
     y = study.ds.test_labels[sub]
     forget = np.isin(y, fc)
     out = study.out_dir("features")
@@ -35,7 +35,7 @@ def run(study) -> str:
                                                                train_labels=study.ds.test_labels[:1]), "linear")
             x = f.test_feats["features"][sub]
             z = PCA(2, random_state=0).fit_transform(x) if proj == "pca" else \
-                TSNE(2, init="pca", random_state=0, perplexity=30).fit_transform(x)
+                TSNE(2, init="pca", random_state=0, perplexity=30, max_iter=400).fit_transform(x)
             ax.scatter(z[~forget, 0], z[~forget, 1], c=y[~forget], cmap="tab10", s=3, alpha=0.4, vmin=0, vmax=9)
             ax.scatter(z[forget, 0], z[forget, 1], c="k", s=6, marker="x", label="forget")
             ax.set_title(name, fontsize=9)

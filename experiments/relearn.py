@@ -5,18 +5,21 @@ from experiments.configs import MethodRun
 from jaxunlearn import report, runs
 
 
-def _run_of(key: str) -> MethodRun:
+def _run_of(config, key: str) -> MethodRun:
+    """The configured run with this key (so the model is the one the tables use)."""
+    for r in config.table1 + config.table2 + config.table3:
+        if r.key == key:
+            return r
     if key == "retrain":
         return MethodRun("retrain")
-    method, mode = key.rsplit("-", 1)
-    return MethodRun(method, mode)
+    raise ValueError(f"relearn: {key!r} is not a method of the study's tables")
 
 
 def run(study) -> str:
     c = study.config
     curves = {}
     for key in c.relearn_methods:
-        r = _run_of(key)
+        r = _run_of(c, key)
         ev = study.evaluation(f"{key}-relearn", study.unlearned(r, 0), 0, relearn=c.relearn_samples,
                               relearn_steps=c.relearn_steps, knn=False, collapse_metrics=False,
                               privacy_attacks=False)

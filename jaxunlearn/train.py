@@ -376,11 +376,15 @@ def fit(run_steps: Callable, state: TrainState, key: jax.Array, data, streams, h
     return FitResult(state, history, best_epoch)
 
 
+@jax.jit
+def _finite(leaves):
+    return jnp.all(jnp.stack([jnp.isfinite(x).all() for x in leaves]))
+
+
 def _all_finite(tree) -> bool:
+    """True iff every floating leaf of ``tree`` is finite (one jitted reduction, compiled once)."""
     leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)]
-    if not leaves:
-        return True
-    return bool(jax.jit(lambda ls: jnp.all(jnp.stack([jnp.isfinite(x).all() for x in ls])))(leaves))
+    return bool(_finite(leaves)) if leaves else True
 
 
 # ----------------------------------------------------------------------------- inference
