@@ -25,6 +25,8 @@ import math
 import os
 import tempfile
 import time
+import zipfile
+import zlib
 from typing import Any, Mapping
 
 import jax.numpy as jnp
@@ -159,11 +161,23 @@ def load_features_npz(path: str | os.PathLike) -> dict:
       The dict of :func:`validate_features`.
 
     Raises:
-      ValueError: for any malformed content (the message names the key and the problem),
-        including object arrays (pickles are never loaded).
-      FileNotFoundError: when ``path`` does not exist.
+      ValueError: for a missing, unreadable or truncated file and for any malformed content
+        (the message names the key and the problem), including object arrays (pickles are
+        never loaded).
     """
-    with np.load(path, allow_pickle=False) as data:
+    if not os.path.isfile(path):
+        raise ValueError(f"features file {path} not found")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except ValueError:  # numpy refuses pickled (or unrecognised) content when allow_pickle=False
+        raise ValueError(f"{path} is not an .npz archive of arrays (pickled or unknown content is "
+                         "never loaded)") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path} is not a readable .npz archive (truncated or corrupt?): {e}") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path} holds a single array, not an .npz archive with the keys "
+                         f"{', '.join(REQUIRED_KEYS)}")
+    with data:
         arrays = {}
         for key in data.files:
             if key not in REQUIRED_KEYS + OPTIONAL_KEYS:
@@ -171,7 +185,9 @@ def load_features_npz(path: str | os.PathLike) -> dict:
             try:
                 arrays[key] = data[key]
             except ValueError as e:  # object arrays need pickle
-                raise ValueError(f"key {key!r} cannot be loaded without pickle: {e}") from e
+                raise ValueError(f"key {key!r} cannot be loaded without pickle: {e}") from None
+            except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+                raise ValueError(f"{path}: key {key!r} is corrupt: {e}") from None
     return validate_features(arrays)
 
 

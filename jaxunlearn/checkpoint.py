@@ -3,10 +3,18 @@
 Checkpoints hold arrays (tensorstore) and JSON only: restoring never executes code. A restore
 needs a template state (from the model's own init), so a checkpoint of another model or
 dataset is refused with a clear :class:`CheckpointError` instead of silently mis-loading.
+
+Every saved step also gets ``SHA256SUMS.json`` (the SHA-256 of each of its files, written after
+Orbax has finished the step). :func:`restore` checks it before Orbax reads anything, so a
+truncated, garbled or missing file is refused as corrupt (Orbax itself does not notice garbled
+array bytes). A step without the file (written before this existed, or killed between Orbax's
+commit and the checksums) is restored unchecked.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -31,8 +39,64 @@ def _manager(directory, max_to_keep: int | None = 3, create: bool = True) -> ocp
     return ocp.CheckpointManager(directory, options=options, item_names=("state", "meta"))
 
 
+@contextlib.contextmanager
+def _quiet():
+    """Silences Orbax's own error logs while reading: every failure surfaces as CheckpointError."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _to_host(tree):
     return jax.tree.map(lambda x: np.asarray(x), tree)
+
+
+CHECKSUMS = "SHA256SUMS.json"
+
+
+def _sha256(path: pathlib.Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _write_checksums(step_dir: pathlib.Path) -> None:
+    sums = {str(p.relative_to(step_dir)): _sha256(p) for p in sorted(step_dir.rglob("*"))
+            if p.is_file() and p.name != CHECKSUMS}
+    tmp = step_dir / f".{CHECKSUMS}.tmp"
+    tmp.write_text(json.dumps(sums, indent=1, sort_keys=True))
+    os.replace(tmp, step_dir / CHECKSUMS)
+
+
+def verify(step_dir) -> None:
+    """Checks the files of one saved step against its ``SHA256SUMS.json`` (if it has one).
+
+    Raises:
+      CheckpointError: a listed file is missing or its bytes changed, or the list is unreadable.
+    """
+    step_dir = pathlib.Path(step_dir)
+    path = step_dir / CHECKSUMS
+    if not path.is_file():
+        return
+    try:
+        sums = json.loads(path.read_text())
+        if not isinstance(sums, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"checkpoint in {step_dir} is corrupt: unreadable {CHECKSUMS} ({e})") from None
+    for rel, digest in sums.items():
+        f = step_dir / rel
+        if not f.is_file():
+            raise CheckpointError(f"checkpoint in {step_dir} is incomplete: {rel} is missing")
+        if _sha256(f) != digest:
+            raise CheckpointError(f"checkpoint in {step_dir} is corrupt: {rel} does not match its "
+                                  "checksum (truncated or modified)")
 
 
 def save(directory, step: int, state: Any, meta: dict | None = None, max_to_keep: int | None = 3) -> None:
@@ -42,13 +106,16 @@ def save(directory, step: int, state: Any, meta: dict | None = None, max_to_keep
             state=ocp.args.StandardSave(_to_host(state)),
             meta=ocp.args.JsonSave(meta or {})), force=True)
         mngr.wait_until_finished()
+        step_dir = pathlib.Path(directory).absolute() / str(int(step))
+        if step_dir.is_dir():
+            _write_checksums(step_dir)
 
 
 def latest_step(directory) -> int | None:
     """The newest complete checkpoint's step in ``directory``, or None."""
     if not pathlib.Path(directory).is_dir():
         return None
-    with _manager(directory, create=False) as mngr:
+    with _quiet(), _manager(directory, create=False) as mngr:
         return mngr.latest_step()
 
 
@@ -69,10 +136,11 @@ def restore(directory, template: Any, step: int | None = None, expect_meta: dict
     if not directory.is_dir():
         raise CheckpointError(f"no checkpoint directory at {directory}")
     try:
-        with _manager(directory, create=False) as mngr:
+        with _quiet(), _manager(directory, create=False) as mngr:
             step = mngr.latest_step() if step is None else step
             if step is None:
                 raise CheckpointError(f"no complete checkpoint in {directory}")
+            verify(directory.absolute() / str(int(step)))
             meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
             _check_meta(directory, meta, expect_meta)
             host_template = jax.tree.map(
@@ -82,8 +150,8 @@ def restore(directory, template: Any, step: int | None = None, expect_meta: dict
     except CheckpointError:
         raise
     except Exception as e:  # noqa: BLE001 - orbax raises many types for corrupt data
-        raise CheckpointError(f"cannot restore checkpoint in {directory}: {type(e).__name__}: "
-                              f"{str(e).splitlines()[0][:300] if str(e) else ''}") from None
+        detail = str(e).splitlines()[0].split(" [tensorstore_spec")[0][:300] if str(e) else ""
+        raise CheckpointError(f"cannot restore checkpoint in {directory}: {type(e).__name__}: {detail}") from None
     _check_shapes(directory, template, restored)
     return jax.tree.map(lambda t, r: np.asarray(r, dtype=np.asarray(t).dtype), template, restored), meta
 

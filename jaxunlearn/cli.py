@@ -56,16 +56,20 @@ def cmd_train(args) -> int:
     t_start = time.time()
     ds = data_lib.load_dataset(args.dataset, args.data_dir, max_train=args.max_train)
     model = args.model or runs.DEFAULT_MODEL[ds.name]
+    runs.make_net(ds, model)  # an unknown model is refused before the workdir is touched
     recipe = runs.recipe_for(ds.name, model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              weight_decay=args.weight_decay)
     runs.validate_recipe(recipe, len(ds.train_labels))
+    mesh = _mesh(args)
+    if mesh is not None:
+        from jaxunlearn import parallel
+        parallel.check_batch_size(recipe.batch_size, mesh)
     info = {"kind": "train", "dataset": ds.name, "model": model, "seed": args.seed,
             "recipe": runs.dataclasses.asdict(recipe), "data_dir": args.data_dir, "max_train": args.max_train,
             "devices": args.devices, "command": " ".join(sys.argv), "created": time.strftime("%Y-%m-%d %H:%M:%S")}
     resuming = runs.prepare_workdir(args.workdir, args.overwrite, info)
     if resuming:
         print(f"resuming the unfinished run in {args.workdir}")
-    mesh = _mesh(args)
     stop = runs.StopFlag()
     with stop.installed():
         net, state, tinfo = runs.train_model(ds, model, recipe, args.seed, args.workdir,
@@ -75,7 +79,7 @@ def cmd_train(args) -> int:
     runs.save_model(args.workdir, model, ds.name, state)
     test_acc = runs.accuracy_of(net, state, ds.test_images, ds.test_labels)
     summary = {"test_accuracy": test_acc, "dataset": ds.name, "model": model, "seed": args.seed,
-               "wall_time_s": time.time() - t_start, **tinfo}
+               "devices_used": 1 if mesh is None else mesh.size, "wall_time_s": time.time() - t_start, **tinfo}
     runs.write_json_atomic(os.path.join(args.workdir, "summary.json"), summary)
     print(f"test accuracy {100 * test_acc:.2f} % after {tinfo['epochs_run']} epochs "
           f"({tinfo['train_time_s']:.0f} s of training); run in {args.workdir}")
@@ -83,10 +87,31 @@ def cmd_train(args) -> int:
 
 
 def _mesh(args):
+    if args.devices is not None and args.devices < 1:
+        raise ValueError(f"--devices must be at least 1, got {args.devices}")
     if not args.devices or args.devices == 1:
         return None
     from jaxunlearn import parallel
     return parallel.make_mesh(args.devices)
+
+
+def _request_cpu_devices(n: int) -> None:
+    """Asks for ``n`` virtual CPU devices; must run before JAX initialises its backends.
+
+    ``jax_num_cpu_devices`` only shapes the CPU client (on GPU/TPU hosts the accelerators are
+    used and this is harmless). Once backends exist (e.g. ``main`` called in-process after JAX
+    computations) the setting can no longer change and the devices already there are used;
+    :func:`jaxunlearn.parallel.make_mesh` then refuses a mesh larger than what is visible.
+    """
+    import jax
+    flag = "--xla_force_host_platform_device_count="
+    forced = [int(f[len(flag):]) for f in os.environ.get("XLA_FLAGS", "").split() if f.startswith(flag)]
+    if forced and forced[-1] >= n:
+        return
+    try:
+        jax.config.update("jax_num_cpu_devices", n)
+    except RuntimeError:  # backends already initialised: keep the devices there are
+        pass
 
 
 def main(argv=None) -> int:
@@ -94,9 +119,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "devices", None) and args.devices > 1:
-        import jax
-        if jax.default_backend() == "cpu" and jax.device_count() < args.devices:
-            jax.config.update("jax_num_cpu_devices", args.devices)
+        _request_cpu_devices(args.devices)
     from jaxunlearn import checkpoint, data as data_lib, runs, train
     handler = {"train": cmd_train}.get(args.command) or args.handler
     try:
@@ -107,7 +130,8 @@ def main(argv=None) -> int:
     except train.Diverged as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
-    except (runs.RunError, data_lib.DataNotFoundError, checkpoint.CheckpointError, ValueError) as e:
+    except (runs.RunError, data_lib.DataNotFoundError, checkpoint.CheckpointError, ValueError,
+            FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

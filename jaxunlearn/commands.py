@@ -102,10 +102,19 @@ def cmd_unlearn(args) -> int:
     settings = method.settings.replace(mode=mode, **{k: v for k, v in
                                                      {"epochs": args.epochs, "batch_size": args.batch_size}.items()
                                                      if v is not None}, **opt_over)
+    if mode != "full" and not method.classifier_loss:  # unlearn() would refuse it after the workdir exists
+        raise ValueError(f"{method.name} has no classifier loss, so mode {mode!r} does not apply")
+    if args.devices is not None and args.devices != 1:
+        raise ValueError("unlearn runs on one device: --devices is not supported here")
+    for k, v in hp_over.items():
+        if not isinstance(v, (int, float)):
+            raise ValueError(f"hyper-parameter {k} must be a number, got {v!r}")
     if settings.epochs <= 0:
         raise ValueError(f"epochs must be positive, got {settings.epochs}")
-    if hp_over.get("lr", 1.0) <= 0:
-        raise ValueError(f"learning rate must be positive, got {hp_over['lr']}")
+    if not 0 < hp_over.get("lr", 1.0) < float("inf"):  # also refuses NaN
+        raise ValueError(f"learning rate must be positive and finite, got {hp_over['lr']}")
+    if settings.batch_size <= 0:
+        raise ValueError(f"batch size must be positive, got {settings.batch_size}")
     problem = make_problem(ds, spec)
     if settings.batch_size > int(problem.retain.shape[0]):
         raise ValueError(f"batch size {settings.batch_size} is larger than the retain set ({int(problem.retain.shape[0])})")
@@ -115,7 +124,8 @@ def cmd_unlearn(args) -> int:
             "hparams": {**method.hparams, **hp_over}, "settings": dataclasses.asdict(settings),
             "data_dir": args.data_dir or src.info.get("data_dir"), "max_train": src.info.get("max_train"),
             "command": " ".join(sys.argv), "created": time.strftime("%Y-%m-%d %H:%M:%S")}
-    runs.prepare_workdir(args.workdir, args.overwrite, info)
+    if runs.prepare_workdir(args.workdir, args.overwrite, info):  # an earlier try stopped: start over
+        (pathlib.Path(args.workdir) / "metrics.jsonl").unlink(missing_ok=True)
     stop = runs.StopFlag()
     with stop.installed():
         result = unlearn(method, jax.random.key(args.seed), src.net, src.state, problem, hp_over, settings,

@@ -89,6 +89,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise ValueError(f"{path} is not an unsigned-byte IDX file")
     ndim = raw[3]
+    if len(raw) < 4 + 4 * ndim:
+        raise ValueError(f"{path} is truncated: its header names {ndim} dimensions but ends early")
     dims = struct.unpack(">" + "I" * ndim, raw[4:4 + 4 * ndim])
     data = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(dims)):
@@ -118,6 +120,13 @@ def _load_fashion_mnist(data_dir):
     for d in candidates:
         if all((d / f).is_file() for f in FASHION_MNIST_FILES.values()):
             arr = {k: read_idx(d / f) for k, f in FASHION_MNIST_FILES.items()}
+            for split in ("train", "test"):
+                x, y = arr[f"{split}_images"], arr[f"{split}_labels"]
+                if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
+                    raise ValueError(f"Fashion-MNIST files in {d} do not match: {split} images {x.shape}, "
+                                     f"labels {y.shape} (expected [N, 28, 28] and [N])")
+                if y.size and y.max() >= NUM_CLASSES["fashion_mnist"]:
+                    raise ValueError(f"Fashion-MNIST {split} labels in {d} go up to {int(y.max())}; expected 0..9")
             return (arr["train_images"][..., None], arr["train_labels"].astype(np.int32),
                     arr["test_images"][..., None], arr["test_labels"].astype(np.int32))
     if data_dir and _tfds_prepared("fashion_mnist", data_dir):

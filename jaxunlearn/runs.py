@@ -17,6 +17,7 @@ import json
 import math
 import os
 import pathlib
+import shutil
 import signal
 import tempfile
 import time
@@ -67,6 +68,9 @@ def write_json_atomic(path, obj) -> None:
         with os.fdopen(fd, "w") as f:
             json.dump(_clean(obj), f, indent=2, default=_json_default, allow_nan=False)
             f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -75,12 +79,21 @@ def write_json_atomic(path, obj) -> None:
 
 
 def write_text_atomic(path, text: str) -> None:
+    """Writes ``text`` to a temporary file beside ``path`` and renames it into place."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def append_jsonl(path, record: dict) -> None:
@@ -103,7 +116,8 @@ def prepare_workdir(workdir, overwrite: bool, run_info: dict) -> bool:
 
     Refuses (``RunError``) a directory holding a finished run (``summary.json``) unless
     ``overwrite``, and a directory holding an unfinished run of a *different* description.
-    With ``overwrite`` the previous summary and checkpoints are moved aside, not deleted.
+    With ``overwrite`` the previous run directory (summary, checkpoints, model, everything) is
+    renamed to ``<workdir>.replaced-<time>[-N]`` beside it, never deleted.
     """
     workdir = pathlib.Path(workdir)
     if workdir.exists() and not workdir.is_dir():
@@ -113,23 +127,33 @@ def prepare_workdir(workdir, overwrite: bool, run_info: dict) -> bool:
         if not overwrite:
             raise RunError(f"{workdir} already holds a finished run (summary.json); pass --overwrite "
                            "to replace it, or choose another --workdir")
-        backup = workdir.parent / f"{workdir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}"
-        workdir.rename(backup)
-        print(f"moved the previous run to {backup}")
-    if info_path.exists():
+        _move_aside(workdir)
+    elif info_path.exists():
         old = read_json(info_path)
-        if _comparable(old) != _comparable(run_info):
-            if not overwrite:
-                raise RunError(f"{workdir} holds an unfinished run with other settings; pass --overwrite "
-                               "or choose another --workdir")
-        else:
+        if _comparable(old) == _comparable(run_info):
             return True
+        if not overwrite:
+            raise RunError(f"{workdir} holds an unfinished run with other settings; pass --overwrite "
+                           "or choose another --workdir")
+        _move_aside(workdir)  # its checkpoints must not be resumed by a run with other settings
     workdir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(info_path, run_info)
     return False
 
 
+def _move_aside(workdir: pathlib.Path) -> pathlib.Path:
+    base = workdir.parent / f"{workdir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}"
+    backup, n = base, 1
+    while backup.exists():  # two replacements within one second
+        backup, n = base.with_name(f"{base.name}-{n}"), n + 1
+    workdir.rename(backup)
+    print(f"moved the previous run to {backup}")
+    return backup
+
+
 def _comparable(info: dict) -> dict:
+    """The description as it reads back from run.json (tuples become lists), minus time and argv."""
+    info = json.loads(json.dumps(_clean(info), default=_json_default))
     return {k: v for k, v in info.items() if k not in ("created", "command")}
 
 
@@ -308,8 +332,25 @@ def train_model(ds: data_lib.Dataset, model: str, recipe: Recipe, seed: int, wor
             checkpoint.save(best_dir, epoch + since_best, s, {"dataset": ds.name, "model": model, "score": score,
                                                  "epoch": epoch, "since_best": since_best}, max_to_keep=1)
 
+    epochs, done = recipe.epochs, int(state.step)
+    if workdir is not None and len(val_y) and done and done % spe == 0 \
+            and (0 if best is None else best[2] + best[3]) < done // spe:
+        # train.fit polls the stop flag right after a chunk, before its end-of-epoch work, so a
+        # run stopped exactly at an epoch boundary never evaluated that epoch. Do it now, as fit
+        # would have, so the resumed run keeps the same best state as an uninterrupted one.
+        epoch = done // spe
+        record = {"epoch": epoch, "step": done, **evaluate(state), "evaluated_on_resume": True}
+        log(record)
+        if best is None or record["val_accuracy"] > best[0]:
+            best = (record["val_accuracy"], state, epoch, 0)
+        else:
+            best = (best[0], best[1], best[2], best[3] + 1)
+        on_best(*best)
+        if recipe.patience is not None and best[3] >= recipe.patience:
+            epochs = epoch  # early stopping ends the run at this epoch
+
     t0 = time.perf_counter()
-    result = train.fit(run_steps, state, k_data, data, streams, hparams, {}, epochs=recipe.epochs,
+    result = train.fit(run_steps, state, k_data, data, streams, hparams, {}, epochs=epochs,
                        steps_per_epoch=spe, chunk=checkpoint_every, evaluate=evaluate,
                        early_stopping_metric="val_accuracy" if len(val_y) else None,
                        patience=recipe.patience, on_chunk=on_chunk, log=log, progress=progress,
@@ -326,8 +367,13 @@ def train_model(ds: data_lib.Dataset, model: str, recipe: Recipe, seed: int, wor
 def save_model(workdir, net_name: str, ds_name: str, state: TrainState) -> None:
     """Saves the final parameters and BatchNorm statistics (no optimiser state) to ``model/``."""
     state = TrainState(state.params, state.batch_stats, None, state.step)
-    checkpoint.save(pathlib.Path(workdir) / "model", 0, state, {"dataset": ds_name, "model": net_name},
-                    max_to_keep=1)
+    model_dir = pathlib.Path(workdir) / "model"
+    partial = pathlib.Path(workdir) / ".model.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    checkpoint.save(partial, 0, state, {"dataset": ds_name, "model": net_name}, max_to_keep=1)
+    if model_dir.exists():  # left by an earlier attempt that stopped before summary.json
+        shutil.rmtree(model_dir)
+    os.replace(partial, model_dir)
 
 
 @dataclasses.dataclass
