@@ -349,7 +349,9 @@ def fit(run_steps: Callable, state: TrainState, key: jax.Array, data, streams, h
                     bar.set_postfix(loss=f"{float(losses.mean()):.4f}")
                 if on_chunk is not None:
                     on_chunk(state, done)
-                if should_stop is not None and should_stop():
+                # mid-epoch stops return here; at an epoch's end the epoch is finished first
+                # (validation, early stopping), so a resumed run sees the same history
+                if offset < steps_per_epoch and should_stop is not None and should_stop():
                     return FitResult(state, history, best_epoch, interrupted=True)
             record = {"epoch": epoch + 1, "step": done, "time_s": time.perf_counter() - t0}
             record.update({k: float(np.mean([m[k] for m in epoch_metrics])) for k in epoch_metrics[0]})
@@ -368,6 +370,8 @@ def fit(run_steps: Callable, state: TrainState, key: jax.Array, data, streams, h
                     on_best(best, best_state, best_epoch, since_best)
                 if patience is not None and since_best >= patience:
                     break
+            if should_stop is not None and should_stop() and done < total:
+                return FitResult(state, history, best_epoch, interrupted=True)
     finally:
         if bar is not None:
             bar.close()
