@@ -3,10 +3,10 @@
 Layout under the study's workdir::
 
   models/original/             the trained original model (a ``jaxunlearn train`` run dir)
-  models/retrain-f0/           retrained without forget set 0
+  models/retrain-f0/           retrained without class 0 (forget set tags name their classes)
   models/cmf_original/         the CMF model prepared from the original
-  models/<method>-<mode>-f<i>/ an unlearned model
-  evals/<model name>.json      evaluate_model() of that model on forget set i
+  models/<method>-<mode>-f<c>/ an unlearned model
+  evals/<model name>-f<c>.json evaluate_model() of a model on forget set f<c>
   <experiment>/                each experiment's JSON, markdown, LaTeX and PNG files
 
 A model or evaluation that exists on disk is loaded, not recomputed, so an interrupted study
@@ -50,6 +50,11 @@ class Study:
             f.write(line + "\n")
 
     # ------------------------------------------------------------------ models
+
+    def tag(self, i: int) -> str:
+        """File-name tag of forget set ``i``: its classes (``f0``, ``f2_4_6``), so cached models
+        and evaluations stay correct when the list of forget sets changes."""
+        return "f" + "_".join(map(str, self.config.forget_sets[i]))
 
     def forget_spec(self, i: int) -> data_lib.ForgetSpec:
         return data_lib.parse_forget(list(self.config.forget_sets[i]), self.ds.num_classes)
@@ -96,10 +101,10 @@ class Study:
             recipe = runs.recipe_for(c.dataset, c.model, epochs=c.retrain_epochs or c.train_epochs)
             net, state, info = runs.train_model(self.ds, c.model, recipe, seed=c.seeds[0] + 1000 + i,
                                                 train_index=split.train_retain,
-                                                progress=f"retrain f{i}" if self.progress else False)
+                                                progress=f"retrain {self.tag(i)}" if self.progress else False)
             return net, state, "linear", self._info("unlearn", method="retrain", forget_set=i), info
 
-        return self._load_or(f"retrain-f{i}", build)
+        return self._load_or(f"retrain-{self.tag(i)}", build)
 
     def cmf_original(self):
         """The CMF model: the original encoder fine-tuned through a CMF head (forget set 0's
@@ -111,7 +116,7 @@ class Study:
         if run.method == "retrain":
             return self.retrained(i)
         source = self.cmf_original() if run.mode == "cmf" else self.original()
-        return self._load_or(f"{run.key}-f{i}", lambda: self._unlearn(run, i, source))
+        return self._load_or(f"{run.key}-{self.tag(i)}", lambda: self._unlearn(run, i, source))
 
     def _unlearn(self, run: MethodRun, i: int, source, on_chunk=None, chunk=None):
         method = get_method(run.method)
@@ -120,7 +125,7 @@ class Study:
         problem = make_problem(self.ds, self.forget_spec(i))
         result = unlearn(method, jax.random.key(self.config.seeds[0] + i), net, state, problem,
                          dict(run.hparams), settings, on_chunk=on_chunk, chunk=chunk,
-                         progress=f"{run.title} f{i}" if self.progress else False)
+                         progress=f"{run.title} {self.tag(i)}" if self.progress else False)
         head = "cmf" if run.mode == "cmf" else "linear"
         info = self._info("unlearn", method=run.method, mode=run.mode, head=head, forget_set=i,
                           hparams={**method.hparams, **dict(run.hparams)}, settings=dataclasses.asdict(settings))
@@ -134,7 +139,7 @@ class Study:
 
     def evaluation(self, name: str, model, i: int | None, **kw) -> dict:
         """``evaluate_model`` of ``model`` on forget set ``i`` (cached as ``evals/NAME-fI.json``)."""
-        key = f"{name}-f{i}"
+        key = f"{name}-{self.tag(i)}"
         path = self.workdir / "evals" / f"{key}.json"
         if key in self._evals:
             return self._evals[key]

@@ -40,7 +40,7 @@ def test_each_experiment_writes_json_markdown_latex_png(study_dir, name):
 
 def test_table_numbers_come_from_evaluations(study_dir):
     table = json.loads((study_dir / "table1" / "table1.json").read_text())
-    ev = json.loads((study_dir / "evals" / "random_label-full-f0.json").read_text())
+    ev = json.loads((study_dir / "evals" / "random_label-full-f3.json").read_text())
     row = next(r for r in table["rows"] if r["name"] == "random_label")
     assert row["cells"]["lp_forget"][0] == pytest.approx(ev["lp"]["forget"])
     assert row["cells"]["full_forget"][0] == pytest.approx(ev["full"]["forget"])
