@@ -10,7 +10,7 @@ from jaxunlearn.unlearn.core import (MODES, Method, Phase, Problem, Settings, Un
                                      unlearn)
 
 _MODULES = ["retrain", "finetune", "gradient_ascent", "random_label", "salun", "neggrad_plus", "scrub",
-            "unsir", "svd", "l1_sparse", "ssd", "boundary_shrink", "boundary_expand", "classifier_edit"]
+            "unsir", "svd", "l1_sparse", "ssd", "boundary_shrink", "boundary_expand", "classifier_edit", "cmf_finetune"]
 
 METHODS = {}
 for _name in _MODULES:

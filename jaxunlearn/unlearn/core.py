@@ -186,7 +186,8 @@ class UnlearnResult:
 def unlearn(method: Method, key: jax.Array, net: Net, state: TrainState, problem: Problem,
             hparams: Mapping[str, Any] | None = None, settings: Settings | None = None, *,
             progress: bool | str = False, log: Callable | None = None, should_stop=None,
-            recipe_epochs: int | None = None, batch_sharding=None) -> UnlearnResult:
+            batch_sharding=None, on_chunk: Callable | None = None, chunk: int | None = None,
+            fit: Callable | None = None) -> UnlearnResult:
     """Runs ``method`` on ``problem`` from ``state`` and returns the unlearned state.
 
     Args:
@@ -197,6 +198,10 @@ def unlearn(method: Method, key: jax.Array, net: Net, state: TrainState, problem
       hparams: overrides of ``method.hparams`` (scalars or arrays).
       settings: overrides ``method.settings``.
       progress, log, should_stop: passed to :func:`jaxunlearn.train.fit`.
+      on_chunk: ``(state, phase_index, step, aux) -> None`` after every ``chunk`` steps (learning
+        curves); ``aux["cmf"]`` holds the CMF head of the current epoch in ``cmf`` mode.
+      fit: the loop that runs a phase (default :func:`jaxunlearn.train.fit`); the sweep passes a
+        traceable one so whole runs can be vmapped (:mod:`jaxunlearn.unlearn.sweep`).
 
     Returns:
       :class:`UnlearnResult` with the new state (fresh optimiser state, step counts per phase),
@@ -236,6 +241,8 @@ def unlearn(method: Method, key: jax.Array, net: Net, state: TrainState, problem
             aux = before_epoch(state, 0, aux)
             prep_net = run_net.with_head(aux["cmf"])
         state, extra = method.prepare(k_prep, prep_net, state, problem, hp, settings)
+        if "update_mask" in aux:  # parameters a method adds in prepare (a shadow neuron) may move
+            aux["update_mask"] = {**jax.tree.map(lambda _: True, state.params), **aux["update_mask"]}
         if "update_mask" in extra and "update_mask" in aux:  # e.g. SalUn's mask within a head mode
             extra["update_mask"] = jax.tree.map(jnp.logical_and, aux["update_mask"], extra["update_mask"])
         aux.update(extra)
@@ -254,10 +261,11 @@ def unlearn(method: Method, key: jax.Array, net: Net, state: TrainState, problem
         run_steps = train.make_run_steps(step, phase.batch_sizes, phase.primary, batch_sharding)
         state = train.fresh_optimizer(state, cfg) if (i == 0 or phase.optimizer) else \
             TrainState(state.params, state.batch_stats, state.opt_state, jnp.zeros((), jnp.int32))
-        result = train.fit(run_steps, state, jax.random.fold_in(k_run, i), problem.data, streams, hp, aux,
+        result = (fit or train.fit)(run_steps, state, jax.random.fold_in(k_run, i), problem.data, streams, hp, aux,
                            epochs=phase.epochs, steps_per_epoch=spe, before_epoch=before_epoch,
                            progress=f"{progress} {phase.name}" if isinstance(progress, str) else progress,
-                           should_stop=should_stop,
+                           should_stop=should_stop, chunk=chunk,
+                           on_chunk=(lambda st, n, i=i: on_chunk(st, i, n, aux)) if on_chunk else None,
                            log=(lambda r, n=phase.name: log({"phase": n, **r})) if log else None)
         history += [{"phase": phase.name, **r} for r in result.history]
         state = result.state
@@ -269,6 +277,30 @@ def unlearn(method: Method, key: jax.Array, net: Net, state: TrainState, problem
         aux = before_epoch(state, -1, aux)  # W from the final encoder (what evaluation uses)
     jax.block_until_ready(state.params)
     return UnlearnResult(state, history, time.perf_counter() - t0, aux)
+
+
+# ----------------------------------------------------------------------------- passes outside the loop
+
+def padded_batches(idx: jax.Array, batch_size: int):
+    """Yields ``(rows [batch_size], weights [batch_size])`` covering ``idx`` once, in order.
+
+    The last batch is padded with row 0 at weight 0, so a jitted function of a batch compiles
+    once. For passes over a stream outside the training loop (saliency, Fisher importances,
+    activation statistics, adversarial labels).
+    """
+    n = int(idx.shape[0])
+    for start in range(0, n, batch_size):
+        sel = idx[start:start + batch_size]
+        w = jnp.ones(sel.shape[0], jnp.float32)
+        pad = batch_size - sel.shape[0]
+        if pad:
+            sel, w = jnp.pad(sel, (0, pad)), jnp.pad(w, (0, pad))
+        yield sel, w
+
+
+def forget_classes(problem: Problem) -> np.ndarray:
+    """Sorted class ids of the forget samples (host-side; the forget classes of class forgetting)."""
+    return np.unique(np.asarray(problem.data["labels"])[np.asarray(problem.forget)])
 
 
 # ----------------------------------------------------------------------------- shared losses

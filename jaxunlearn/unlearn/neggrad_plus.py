@@ -33,7 +33,7 @@ METHOD = Method(
     name="neggrad_plus",
     summary="descend on retain, ascend (clipped) on forget",
     hparams={"lr": 0.01, "forget_weight": 1.0, "clip": 1.0},
-    settings=Settings(epochs=1),
+    settings=Settings(epochs=2),
     phases=lambda s: [Phase("neggrad_plus", neggrad_plus_loss, {"retain": s.batch_size, "forget": s.batch_size},
                             "retain", s.epochs)],
 )

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from jaxunlearn import train
 from jaxunlearn.unlearn import random_label
-from jaxunlearn.unlearn.core import Method, Settings
+from jaxunlearn.unlearn.core import Method, Settings, padded_batches
 
 
 def saliency(net, state, problem, batch_size: int = 256):
@@ -23,15 +23,8 @@ def saliency(net, state, problem, batch_size: int = 256):
             return train.cross_entropy(logits, labels, weights) * weights.sum()
         return jax.grad(f)(params)
 
-    idx = problem.forget
-    n = idx.shape[0]
     total = jax.tree.map(jnp.zeros_like, state.params)
-    for start in range(0, n, batch_size):
-        sel = idx[start:start + batch_size]
-        w = jnp.ones(sel.shape[0], jnp.float32)
-        pad = batch_size - sel.shape[0]
-        if pad:
-            sel, w = jnp.pad(sel, (0, pad)), jnp.pad(w, (0, pad))
+    for sel, w in padded_batches(problem.forget, batch_size):
         g = grad_of(state.params, problem.data["images"][sel], problem.data["labels"][sel], w)
         total = jax.tree.map(jnp.add, total, g)
     return jax.tree.map(jnp.abs, total)

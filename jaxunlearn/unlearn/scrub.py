@@ -61,7 +61,7 @@ def prepare(key, net, state, problem, hparams, settings):
 METHOD = Method(
     name="scrub",
     summary="teacher-student: diverge on forget, match on retain",
-    hparams={"lr": 5e-3, "temperature": 4.0, "ce_weight": 0.99, "kl_weight": 0.001},
+    hparams={"lr": 0.01, "temperature": 4.0, "ce_weight": 0.99, "kl_weight": 0.001},
     settings=Settings(epochs=2, batch_size=64, options=(("msteps", 2),)),
     phases=phases,
     prepare=prepare,

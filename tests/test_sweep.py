@@ -1,0 +1,76 @@
+"""Sweeps over forget sets: the same numbers as separate runs, and the strategy each used."""
+
+import jax
+import numpy as np
+import pytest
+
+from jaxunlearn import data as data_lib
+from jaxunlearn import runs
+from jaxunlearn.data import ForgetSpec
+from jaxunlearn.state import tree_equal
+from jaxunlearn.unlearn import get_method, make_problem, sweep, unlearn
+
+
+def test_sweep_over_every_class_matches_separate_runs(trained_digits, digits):
+    net, state = trained_digits
+    method = get_method("ssd")
+    key = jax.random.key(0)
+    out = sweep.sweep_forget_sets(method, key, net, state, digits, range(10))
+    assert out["strategy"] == "loop"  # digits classes have 125..131 training samples: unequal sizes
+    assert out["forget_sets"] == [f"classes {c}" for c in range(10)]
+    assert out["retain_accuracy"].shape == out["forget_accuracy"].shape == out["runtime_s"].shape == (10,)
+    assert (out["runtime_s"] > 0).all()
+    for c in range(10):
+        spec = data_lib.parse_forget(str(c), 10)
+        r = unlearn(method, key, net, state, make_problem(digits, spec))
+        acc = sweep.output_accuracy(net, r.state, digits, spec)
+        assert out["retain_accuracy"][c] == pytest.approx(acc["retain_accuracy"], abs=1e-9)
+        assert out["forget_accuracy"][c] == pytest.approx(acc["forget_accuracy"], abs=1e-9)
+    assert np.nanmean(out["forget_accuracy"]) < 0.5 and np.nanmean(out["retain_accuracy"]) > 0.9
+
+
+def test_vmap_matches_the_loop_on_equal_size_forget_sets(trained_digits, digits):
+    net, state = trained_digits
+    method = get_method("random_label")
+    settings = method.settings.replace(epochs=1)
+    specs = [ForgetSpec((), 0.1, seed) for seed in range(3)]  # random samples: equal sizes
+    key = jax.random.key(1)
+    auto = sweep.sweep_forget_sets(method, key, net, state, digits, specs, settings=settings, keep_states=True)
+    loop = sweep.sweep_forget_sets(method, key, net, state, digits, specs, settings=settings, strategy="loop",
+                                   keep_states=True)
+    assert auto["strategy"] == "vmap" and loop["strategy"] == "loop"
+    np.testing.assert_allclose(auto["retain_accuracy"], loop["retain_accuracy"], atol=2 / len(digits.test_labels))
+    assert np.isnan(auto["forget_accuracy"]).all()  # sample forgetting: no forget-class test samples
+    for a, b in zip(auto["states"], loop["states"]):
+        for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
+            np.testing.assert_allclose(x, y, atol=1e-4)
+    # the forget sets differ, so the runs differ
+    assert not tree_equal(auto["states"][0].params, auto["states"][1].params)
+
+
+def test_auto_falls_back_to_the_loop_for_host_side_methods(trained_digits, digits):
+    net, state = trained_digits
+    specs = [ForgetSpec((), 0.1, seed) for seed in range(2)]
+    out = sweep.sweep_forget_sets("svd", jax.random.key(0), net, state, digits, specs)
+    assert out["strategy"] == "loop" and "not traceable" in out["strategy_note"]
+    with pytest.raises(ValueError, match="cannot be vmapped"):
+        sweep.sweep_forget_sets("svd", jax.random.key(0), net, state, digits, specs, strategy="vmap")
+
+
+def test_strategy_choice_and_refusals(trained_digits, digits):
+    net, state = trained_digits
+    equal = [make_problem(digits, ForgetSpec((), 0.1, s)) for s in range(2)]
+    unequal = [make_problem(digits, data_lib.parse_forget(str(c), 10)) for c in (0, 1)]
+    assert sweep.choose_strategy(state, equal) == "vmap"
+    assert sweep.choose_strategy(state, unequal) == "loop"
+    cnn = runs.make_net(digits, "cnn")
+    params, bs = cnn.init(jax.random.key(0), digits.image_shape)
+    assert sweep.choose_strategy(state._replace(params=params, batch_stats=bs), equal) == "loop"
+    with pytest.raises(ValueError, match="unknown strategy"):
+        sweep.sweep_forget_sets("ssd", jax.random.key(0), net, state, digits, [3], strategy="devices")
+    with pytest.raises(ValueError, match="equal sizes"):
+        sweep.sweep_forget_sets("finetune", jax.random.key(0), net, state, digits, [0, 1], strategy="vmap")
+    with pytest.raises(ValueError, match="no forget sets"):
+        sweep.sweep_forget_sets("ssd", jax.random.key(0), net, state, digits, [])
+    with pytest.raises(ValueError, match="outside"):
+        sweep.sweep_forget_sets("ssd", jax.random.key(0), net, state, digits, [10])
