@@ -114,7 +114,7 @@ CIFAR10 = StudyConfig(
             MethodRun("neggrad_plus", hparams=(("lr", 1e-4),), settings=(("epochs", 3),)),
             MethodRun("scrub", hparams=(("lr", 1e-4),), settings=(("epochs", 3), ("batch_size", 64), ("msteps", 2))),
             MethodRun("unsir", hparams=(("lr", 5e-5),), settings=(("epochs", 3),)),
-            MethodRun("svd")),
+            MethodRun("svd", hparams=(("alpha_r", 1000.0), ("alpha_f", 30.0)), settings=(("samples", 900),))),
     table2=(MethodRun("random_label", "classifier_only", (("lr", 1e-4),), _PAPER_RL),
             MethodRun("neggrad_plus", "classifier_only", (("lr", 1e-4),), (("epochs", 3),)),
             MethodRun("classifier_edit")),
