@@ -1,0 +1,266 @@
+"""Renders benchmarks/README.md from results.json (and attempts.json, results-gpu.json if present).
+
+    .venv/bin/python benchmarks/render.py
+
+Every number in the README comes from those files; the prose around them has none.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+HERE = pathlib.Path(__file__).resolve().parent
+
+
+def load(name):
+    p = HERE / name
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def fmt_side(e, f):
+    if "median_s" not in f:
+        return "error"
+    if e["unit"] == "img/s":
+        lo, hi = f["img_per_s_range"]
+        return f"{f['img_per_s']:.1f} img/s ({lo:.1f}–{hi:.1f})"
+    if e["unit"] == "FLOP/s":
+        lo, hi = f["flop_per_s_range"]
+        return f"{f['flop_per_s'] / 1e9:.1f} GFLOP/s ({lo / 1e9:.1f}–{hi / 1e9:.1f})"
+    return f"{f['median_s']:.2f} s ({f['min_s']:.2f}–{f['max_s']:.2f})"
+
+
+def fmt_ratio(r, paired=None):
+    if r is None:
+        return "–"
+    s = f"**{r:.2f}**"
+    if paired:
+        s += f" ({paired['min']:.2f}–{paired['max']:.2f})"
+    return s
+
+
+def rss(f):
+    return f"{f['peak_rss_mib']:.0f}" if "peak_rss_mib" in f else "–"
+
+
+def busy(f):
+    return f"{f['cores_busy']:.2f}" if f.get("cores_busy") is not None else "–"
+
+
+def main_table(entries):
+    rows = ["| benchmark | JAX: median (range) | PyTorch: median (range) | ratio PyTorch/JAX time (paired range) "
+            "| peak RSS MiB JAX / PyTorch | cores busy JAX / PyTorch | PyTorch config |",
+            "|---|---|---|---|---|---|---|"]
+    for e in entries:
+        j, t = e["jax"], e["torch"]
+        jname = f"JAX {j.get('config', '')}" if j.get("config") not in (None, "default") else "JAX"
+        rows.append(f"| `{e['name']}` | {fmt_side(e, j)} | {fmt_side(e, t)} | "
+                    f"{fmt_ratio(e.get('ratio'), e.get('ratio_paired'))} | {rss(j)} / {rss(t)} | "
+                    f"{busy(j)} / {busy(t)} | {t.get('config', '–')} |")
+        if jname != "JAX":
+            rows[-1] = rows[-1].replace(f"| `{e['name']}` |", f"| `{e['name']}` (JAX strategy: {j['config']}) |")
+        for k, v in e.get("variants", {}).items():
+            rows.append(f"| ↳ {k} | {fmt_side(e, v)} | | {fmt_ratio(v.get('ratio'), v.get('ratio_paired'))} | "
+                        f"{rss(v)} / | {busy(v)} / | |")
+    return "\n".join(rows)
+
+
+def details(entries):
+    out = []
+    by = {e["name"]: e for e in entries}
+    peak = by.get("peak_matmul")
+    trains = [e for e in entries if e["name"].startswith("train_step/")]
+    if peak and trains:
+        out.append("### Hardware limit\n")
+        out.append("FLOPs per image: XLA cost analysis of the compiled library train step (forward, "
+                   "backward, update). Achieved FLOP/s = FLOPs per image × img/s; the peak is the "
+                   "float32 matmul rate of `peak_matmul` measured in the same run (JAX: `jnp.dot`, "
+                   "PyTorch: `torch.mm`).\n")
+        out.append("| model | FLOPs / image | JAX GFLOP/s | JAX fraction of matmul peak | PyTorch GFLOP/s "
+                   "| PyTorch fraction of matmul peak |")
+        out.append("|---|---|---|---|---|---|")
+        for e in trains:
+            j, t = e["jax"], e["torch"]
+            if "fraction_of_matmul_peak" not in j or "fraction_of_matmul_peak" not in t:
+                continue
+            out.append(f"| {e['name'].split('/')[1]} | {e['flops_per_image'] / 1e6:.1f} M | "
+                       f"{j['achieved_flop_per_s'] / 1e9:.2f} | {100 * j['fraction_of_matmul_peak']:.0f} % | "
+                       f"{t['achieved_flop_per_s'] / 1e9:.2f} | {100 * t['fraction_of_matmul_peak']:.0f} % |")
+            for k, v in e.get("variants", {}).items():
+                if "fraction_of_matmul_peak" in v:
+                    out.append(f"| ↳ {k} | | {e['flops_per_image'] * v['img_per_s'] / 1e9:.2f} | "
+                               f"{100 * v['fraction_of_matmul_peak']:.0f} % | | |")
+        out.append("")
+    ev = by.get("eval_suite")
+    if ev:
+        out.append("### Evaluation suite\n")
+        if ev.get("status"):
+            out.append(f"Status: {ev['status']}.\n")
+        jd, td = ev["jax"].get("details", {}), ev["torch"].get("details", {})
+        out.append("| | JAX | PyTorch |")
+        out.append("|---|---|---|")
+        for key, label in [("probe_acc", "linear-probe test accuracy"), ("ncc_acc", "NCC test accuracy"),
+                           ("nc1", "NC1")]:
+            a, b = jd.get(key), td.get(key)
+            out.append(f"| {label} | {a:.4f} | {b:.4f} |" if a is not None and b is not None else
+                       f"| {label} | {a} | {b} |")
+        for part in ("probe_s", "ncc_s", "nc1_s"):
+            a = jd.get("parts_median_s", {}).get(part)
+            b = td.get("parts_median_s", {}).get(part)
+            if a is not None and b is not None:
+                out.append(f"| time: {part[:-2]} (s, median) | {a:.2f} | {b:.2f} |")
+        out.append("")
+        out.append(f"JAX: {jd.get('what', '')}. PyTorch: {td.get('what', '')}.\n")
+    for name in ("sweep/8_seeds", "sweep/unlearn_10_classes"):
+        e = by.get(name)
+        if not e:
+            continue
+        j = e["jax"]
+        out.append(f"### `{name}`\n")
+        out.append(f"JAX strategy chosen (fastest median): **{j.get('config')}**. All JAX strategies:\n")
+        out.append("| strategy | median s (range) | cores busy |")
+        out.append("|---|---|---|")
+        out.append(f"| {j['config']} | {j['median_s']:.2f} ({j['min_s']:.2f}–{j['max_s']:.2f}) | {busy(j)} |")
+        for c, v in j.get("other_configs", {}).items():
+            out.append(f"| {c} | {v['median_s']:.2f} (spread {v['spread_pct']:.0f} %) | "
+                       f"{v['cores_busy']:.2f} |")
+        out.append("")
+        jd, td = j.get("details", {}), e["torch"].get("details", {})
+        if "mean_test_acc" in jd:
+            ja = ", ".join(f"{k} {v:.4f}" for k, v in jd["mean_test_acc"].items())
+            ta = ", ".join(f"{k} {v:.4f}" for k, v in td.get("mean_test_acc", {}).items())
+            out.append(f"Mean test accuracy over the seeds: JAX {ja}; PyTorch {ta}.\n")
+        if "after_unlearning" in jd:
+            fa = lambda d: ", ".join(f"{k}: forget {v['forget_acc']:.3f} / retain {v['retain_acc']:.3f}"  # noqa: E731
+                                     for k, v in d.items())
+            out.append(f"Original test accuracy: JAX {jd.get('original_test_acc', 0):.3f}, PyTorch "
+                       f"{td.get('original_test_acc', 0):.3f}. After retain fine-tuning (mean over the 10 "
+                       f"classes, test): JAX {fa(jd['after_unlearning'])}; PyTorch {fa(td.get('after_unlearning', {}))}.\n")
+    return "\n".join(out)
+
+
+def attempts_table(att):
+    out = []
+    for e in att:
+        t = e["torch"]
+        out.append(f"#### `{e['name']}` ({e['date']})\n")
+        out.append(f"PyTorch reference: {fmt_side(e, t)} ({t.get('config')}; "
+                   + ", ".join(f"{c}: {v['median_s']:.2f} s/run" for c, v in t.get("other_configs", {}).items())
+                   + ").\n")
+        out.append("| JAX configuration | img/s median (range) | ratio PyTorch/JAX | CPU s per run (median) | cores busy |")
+        out.append("|---|---|---|---|---|")
+        j = e["jax"]
+        rows = [("library default (host loop, no flags)", j, e.get("ratio"))]
+        rows += [(k.removeprefix("jax: "), v, v.get("ratio")) for k, v in e.get("variants", {}).items()]
+        for label, f, r in rows:
+            if "median_s" not in f:
+                out.append(f"| {label} | error | | | |")
+                continue
+            out.append(f"| {label} | {fmt_side(e, f)} | {fmt_ratio(r)} | {f['cpu_median_s']:.2f} | {busy(f)} |")
+        out.append("")
+    return "\n".join(out)
+
+
+TEMPLATE = """# Benchmarks: jaxunlearn (JAX) vs PyTorch
+
+Generated by `benchmarks/render.py` from `results.json`{att_src}; do not edit by hand.
+
+* **Date:** {date}
+* **Command:** `{command}`
+* **Machine:** {machine}
+* **Versions:** {versions}
+
+## How to run
+
+```bash
+bash benchmarks/setup_torch.sh                 # PyTorch side: benchmarks/.torch-venv
+.venv/bin/python benchmarks/run.py             # main suite -> results.json, README.md
+.venv/bin/python benchmarks/run.py --suite attempts   # speed-up attempts -> attempts.json
+.venv/bin/python benchmarks/render.py          # README.md from the JSON files
+bash benchmarks/gpu.sh                         # one GPU -> results-gpu.json
+```
+
+Each benchmark starts one process per side (JAX in the project venv, PyTorch in
+`benchmarks/.torch-venv`); peak RSS is that process's `ru_maxrss`. After set-up and one
+untimed warm-up run per configuration, the runner interleaves the timed runs of all sides
+(round r runs each side once, the order rotating), because the machine is shared and its
+load changes from minute to minute. Figures are the median over the timed runs, with the
+fastest and slowest run in parentheses. **ratio = PyTorch median time / JAX median time**
+(> 1: JAX faster); "paired range" is the range of the per-round ratios. PyTorch on CPU is
+timed with 1 thread and with its default thread count in the same process for the train
+steps and the matmul, and the faster one is used (on a loaded machine OpenMP's spinning
+threads make the default much slower); the evaluation suite and the sweeps, whose operations
+are small, run PyTorch with 1 thread only (the default thread count made them several times
+slower on the loaded machine and would have pushed the runner far past its time budget).
+"Cores busy" = process CPU time / wall time during the timed runs. Each side's full command
+is in `results.json` (`jax.command`, `torch.command`).
+
+Train steps: batch 128, SGD Nesterov momentum 0.9, weight decay 5e-4, constant learning
+rate, each step gathering its batch from a uint8 dataset array (random images) and
+normalising it. JAX uses the library (`train.make_step(net, train.supervised_loss, cfg)` in
+`train.make_run_steps`, host loop on CPU); PyTorch uses `torch_models.py`, the same
+architectures (`check_equivalence.py` loads Flax weights into them and compares logits).
+
+## Results
+
+{table}
+
+{details}
+{attempts}
+## Notes
+
+{notes}
+"""
+
+
+NOTES = """* What the attempts show (numbers in the tables above): most of the JAX CPU train step
+  went to weight-gradient (backward-filter) convolutions, which jaxlib 0.12 runs through
+  YNNPACK by default; `XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=-INDIVIDUAL_CONVOLUTION`
+  sends convolutions back to XLA's own Eigen kernels and cuts the step's CPU time the most.
+  The small CNN's 2x2 max-pool differentiates through a variadic reduce-window with index
+  tracking; a reshape + max gives bit-identical updates here (ReLU precedes the pool) and is
+  cheaper. XNNPACK / oneDNN flags, `xla_cpu_multi_thread_eigen=false` and donating the state
+  change little; `lax.scan` over conv-net steps is far slower on CPU (the library's host-loop
+  default is right); a GEMM-based weight gradient (`fastconv.py`) helps without the flag but
+  loses to it. Two virtual CPU devices can only pay off when both cores are free.
+* Timings come from a shared 2-core machine on which other jobs were running; the "cores
+  busy" column shows how much CPU each side actually got. Compare sides within a row (their
+  runs were interleaved), not rows across dates.
+* "proposed" rows are the library's code with a change that is not in the library yet (an
+  XLA flag, or a benchmark-only drop-in from `fastconv.py`); the plain JAX column is the
+  library as it is.
+* JAX on GPU: `gpu.sh` (not run here; no GPU on this machine)."""
+
+
+def main():
+    res = load("results.json")
+    att = load("attempts.json")
+    if not res:
+        raise SystemExit("benchmarks/results.json is missing: run benchmarks/run.py first")
+    e0 = res[0]
+    m = e0.get("machine", {})
+    versions = []
+    for e in res:
+        for side in ("jax", "torch"):
+            v = e[side].get("version")
+            if v and f"{side} {v}" not in versions:
+                versions.append(f"{side} {v}")
+    machine = f"{m.get('platform')}, {m.get('cpus')} CPUs, Python (runner) {m.get('python')}"
+    att_md = ""
+    if att:
+        att_md = ("## Speed-up attempts for the JAX train step\n\n"
+                  f"From `attempts.json` (command: `{att[0]['command']}`). Each row is one JAX process "
+                  "with the stated change, interleaved with the same PyTorch reference.\n\n"
+                  + attempts_table(att))
+    text = TEMPLATE.format(att_src=" and `attempts.json`" if att else "", date=e0["date"],
+                           command=e0["command"], machine=machine, versions=", ".join(versions),
+                           table=main_table(res), details=details(res), attempts=att_md, notes=NOTES)
+    gpu = load("results-gpu.json")
+    if gpu:
+        text += "\n## GPU (`results-gpu.json`)\n\n" + main_table(gpu) + "\n"
+    (HERE / "README.md").write_text(text)
+    print(f"wrote {HERE / 'README.md'}")
+
+
+if __name__ == "__main__":
+    main()
