@@ -351,7 +351,7 @@ def main():
     out = pathlib.Path(a.out) if a.out else HERE / ("results.json" if a.suite == "main" else "attempts.json")
     if not TORCH_PY.exists():
         sys.exit(f"{TORCH_PY} is missing: run bash benchmarks/setup_torch.sh first")
-    command = shlex.join([rel_command(sys.executable), *[rel_command(x) for x in sys.argv]])
+    command = rel_command([sys.executable, *sys.argv])
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     log_dir = pathlib.Path(tempfile.gettempdir()) / "jaxunlearn-benchmark-logs"
     log_dir.mkdir(exist_ok=True)
