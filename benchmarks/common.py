@@ -28,6 +28,11 @@ TRAIN = {
     "resnet18": {"image_shape": (32, 32, 3), "num_train": 1024,
                  "mean": (0.491, 0.482, 0.447), "std": (0.247, 0.243, 0.262)},
 }
+def num_train(model: str, steps: int) -> int:
+    """Dataset size of a train-step benchmark: at least one epoch of ``steps`` batches."""
+    return max(TRAIN[model]["num_train"], steps * BATCH)
+
+
 OPTIM = {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}
 BATCH = 128
 EVAL = {"num_train": 60_000, "num_test": 10_000, "dim": 512, "num_classes": 10, "epochs": 20,

@@ -30,6 +30,8 @@ if ! "$tpy" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 
 fi
 "$tpy" -c 'import torch; assert torch.cuda.is_available(); print("torch", torch.__version__, torch.cuda.get_device_name())'
 
+# Allocate GPU memory on demand: each benchmark runs a JAX and a PyTorch process on the same GPU.
+export XLA_PYTHON_CLIENT_PREALLOCATE=false
 # One GPU, float32 everywhere (JAX matmuls at Precision.HIGHEST, PyTorch TF32 off in peak_matmul).
 export CUDA_VISIBLE_DEVICES="${CUDA_VISIBLE_DEVICES:-0}"
 "$PY" "$here/run.py" --device cuda --out "$here/results-gpu.json" --no-readme

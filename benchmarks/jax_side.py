@@ -90,7 +90,7 @@ class TrainStep:
         net = Net(get_model(a.model, 10), spec["mean"], spec["std"])
         cfg = sgd_config()
         rng = np.random.default_rng(0)
-        n = spec["num_train"]
+        n = common.num_train(a.model, a.steps)
         data = {"images": jnp.asarray(rng.integers(0, 256, (n, *spec["image_shape"]), dtype=np.uint8)),
                 "labels": jnp.asarray(rng.integers(0, 10, n, dtype=np.int32))}
         state = train.init_state(net, jax.random.key(0), spec["image_shape"], cfg)

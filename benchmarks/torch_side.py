@@ -91,7 +91,7 @@ class TrainStep:
         self.model = torch_models.get_model(a.model, 10, spec["image_shape"]).to(DEV).to(memory_format=self.fmt)
         self.opt = make_sgd(self.model.parameters(), common.OPTIM["lr"])
         rng = np.random.default_rng(0)
-        n = self.n = spec["num_train"]
+        n = self.n = common.num_train(a.model, a.steps)
         h, w, c = spec["image_shape"]
         images = torch.from_numpy(rng.integers(0, 256, (n, h, w, c), dtype=np.uint8)).permute(0, 3, 1, 2)
         self.images = images.contiguous().to(DEV)
