@@ -6,6 +6,19 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 
+def max_pool_2x2(x):
+    """``nn.max_pool(x, (2, 2), (2, 2))`` as a reshape + max over ``[B, H, W, C]``.
+
+    Same values; the gradient is elementwise instead of XLA:CPU's variadic reduce-window with
+    index tracking (measured cheaper on CPU, benchmarks/README.md). Ties in a window share the
+    gradient instead of one element taking it; after a ReLU the tied values are zeros, whose
+    gradient is zero, so training is unchanged.
+    """
+    b, h, w, c = x.shape
+    x = x[:, : h // 2 * 2, : w // 2 * 2]
+    return jnp.max(x.reshape(b, h // 2, 2, w // 2, 2, c), axis=(2, 4))
+
+
 class SmallCNN(nn.Module):
     """Conv(3x3)-BN-ReLU stages, global average pool, linear head.
 
@@ -27,7 +40,7 @@ class SmallCNN(nn.Module):
         feats = {}
         for i, w in enumerate(self.widths):
             if i > 1:
-                x = nn.max_pool(x, (2, 2), (2, 2))
+                x = max_pool_2x2(x)
             x = nn.Conv(w, (3, 3), strides=self.stem_stride if i == 0 else 1, use_bias=False,
                         name=f"conv{i + 1}")(x)
             x = nn.BatchNorm(use_running_average=not train, momentum=0.9, name=f"bn{i + 1}")(x)
