@@ -21,9 +21,7 @@ K is ``weights.shape[0]`` when weights are given, else ``max label + 1``.
 from __future__ import annotations
 
 import json
-import math
 import os
-import tempfile
 import time
 import zipfile
 import zlib
@@ -34,6 +32,7 @@ import numpy as np
 
 from jaxunlearn.collapse import collapse_metrics
 from jaxunlearn.heads import evaluate_heads
+from jaxunlearn.runs import write_json_atomic  # noqa: F401  (the one atomic JSON writer, re-exported)
 
 REQUIRED_KEYS = ("train_features", "train_labels", "test_features", "test_labels")
 OPTIONAL_KEYS = ("weights", "bias", "forget_classes")
@@ -234,47 +233,3 @@ def analyze_features(arrays: Mapping[str, Any], probe: str = "fast", *, knn: boo
     })
     out["runtime_s"] = time.perf_counter() - t_start
     return out
-
-
-def _json_safe(obj):
-    if isinstance(obj, Mapping):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, np.ndarray) or hasattr(obj, "__array__") and not np.isscalar(obj):
-        return _json_safe(np.asarray(obj).tolist())
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        v = float(obj)
-        return v if math.isfinite(v) else None
-    return obj
-
-
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    """Write ``obj`` as strict JSON: temp file in the same directory, then ``os.replace``.
-
-    NaN / inf become ``null``; NumPy / JAX scalars and arrays become Python numbers and
-    lists. Readers never see a partially written file.
-
-    Args:
-      path: destination file.
-      obj: a JSON-able tree (dicts, lists, numbers, strings, None, arrays).
-    """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    text = json.dumps(_json_safe(obj), indent=2, sort_keys=True, allow_nan=False)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

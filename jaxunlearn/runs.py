@@ -21,7 +21,7 @@ import shutil
 import signal
 import tempfile
 import time
-from typing import Any
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -38,44 +38,31 @@ class RunError(RuntimeError):
 
 # ----------------------------------------------------------------------------- files
 
-def _json_default(o):
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def _clean(o):
-    """Replaces NaN/inf floats with None so the JSON stays standard."""
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    if isinstance(o, dict):
-        return {k: _clean(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_clean(v) for v in o]
-    if isinstance(o, (np.floating, np.integer)):
-        return _clean(o.item())
-    return o
+def json_safe(obj):
+    """A JSON-able copy of ``obj``: NumPy/JAX scalars and arrays become Python numbers and lists,
+    NaN/inf become ``None`` (so files stay strict JSON), mapping keys become strings."""
+    if isinstance(obj, Mapping):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray) or hasattr(obj, "__array__") and not np.isscalar(obj):
+        return json_safe(np.asarray(obj).tolist())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    return obj
 
 
 def write_json_atomic(path, obj) -> None:
-    """Writes JSON to a temporary file beside ``path`` and renames it into place."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(_clean(obj), f, indent=2, default=_json_default, allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """Writes ``obj`` as strict JSON (see :func:`json_safe`) with :func:`write_text_atomic`.
+
+    Serialisation happens first, so an object that cannot be written leaves no file behind.
+    """
+    write_text_atomic(path, json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n")
 
 
 def write_text_atomic(path, text: str) -> None:
@@ -98,7 +85,7 @@ def write_text_atomic(path, text: str) -> None:
 
 def append_jsonl(path, record: dict) -> None:
     with open(path, "a") as f:
-        f.write(json.dumps(_clean(record), default=_json_default) + "\n")
+        f.write(json.dumps(json_safe(record)) + "\n")
 
 
 def read_json(path) -> dict:
@@ -153,7 +140,7 @@ def _move_aside(workdir: pathlib.Path) -> pathlib.Path:
 
 def _comparable(info: dict) -> dict:
     """The description as it reads back from run.json (tuples become lists), minus time and argv."""
-    info = json.loads(json.dumps(_clean(info), default=_json_default))
+    info = json.loads(json.dumps(json_safe(info)))
     return {k: v for k, v in info.items() if k not in ("created", "command")}
 
 

@@ -454,7 +454,7 @@ def test_atomic_write_failure_keeps_previous_file(tmp_path, monkeypatch, writer)
     old = path.read_bytes()
     big = {f"k{i}": list(range(100)) for i in range(200)}  # lots written before the failing value
     if writer == "runs_json":
-        monkeypatch.setattr(runs, "_json_default", _bomb_default)
+        monkeypatch.setattr(runs, "json_safe", _bomb_default)  # serialisation fails
         with pytest.raises(OSError, match="simulated"):
             runs.write_json_atomic(path, {**big, "bad": _Bomb()})
     elif writer == "analyze_json":
