@@ -73,7 +73,7 @@ FASHION_MNIST = StudyConfig(
             MethodRun("neggrad_plus", settings=_ONE_EPOCH), # SCRUB's max pass is unbounded (it maximises a KL): at the method's digits default
             # (lr 0.01) one pass over Fashion-MNIST's forget class wrecked the model (51 % retain);
             # 3e-4 kept retain at 90.9 % with 0 % forget (measured, 8-epoch CNN). Paper: 1e-4.
-            MethodRun("scrub", (("lr", 3e-4),), _ONE_EPOCH + (("msteps", 1),)),
+            MethodRun("scrub", hparams=(("lr", 3e-4),), settings=_ONE_EPOCH + (("msteps", 1),)),
             MethodRun("svd")),
     table2=(MethodRun("random_label", "classifier_only"), MethodRun("neggrad_plus", "classifier_only", settings=_ONE_EPOCH),
             MethodRun("classifier_edit")),
