@@ -102,18 +102,30 @@ def details(entries):
         if ev.get("status"):
             out.append(f"Status: {ev['status']}.\n")
         jd, td = ev["jax"].get("details", {}), ev["torch"].get("details", {})
-        out.append("| | JAX | PyTorch |")
-        out.append("|---|---|---|")
+        by_cfg = jd.get("by_config") or {ev["jax"].get("config", "jax"): jd}
+        jparts = jd.get("parts_median_s", {})
+        timings = {ev["jax"].get("config"): ev["jax"].get("median_s"),
+                   **{c: v["median_s"] for c, v in ev["jax"].get("other_configs", {}).items()}}
+        cols = list(by_cfg)
+        out.append("| | " + " | ".join(f"JAX `{c}`" for c in cols) + " | PyTorch (paper protocol) |")
+        out.append("|---|" + "---|" * len(cols) + "---|")
+
+        def row(label, vals, fmt):
+            out.append(f"| {label} | " + " | ".join("–" if v is None else fmt.format(v) for v in vals) + " |")
+
         for key, label in [("probe_acc", "linear-probe test accuracy"), ("ncc_acc", "NCC test accuracy"),
                            ("nc1", "NC1")]:
-            a, b = jd.get(key), td.get(key)
-            out.append(f"| {label} | {a:.4f} | {b:.4f} |" if a is not None and b is not None else
-                       f"| {label} | {a} | {b} |")
-        for part in ("probe_s", "ncc_s", "nc1_s"):
-            a = jd.get("parts_median_s", {}).get(part)
-            b = td.get("parts_median_s", {}).get(part)
-            if a is not None and b is not None:
-                out.append(f"| time: {part[:-2]} (s, median) | {a:.2f} | {b:.2f} |")
+            row(label, [by_cfg[c].get(key) for c in cols] + [td.get(key)], "{:.4f}")
+        row("NC metrics computed", [by_cfg[c].get("collapse_metrics", 1) for c in cols] + [1], "{}")
+        for part in ("probe_s", "ncc_s", "collapse_s"):
+            tpart = "nc1_s" if part == "collapse_s" else part
+            nested = [jparts.get(c, {}) if isinstance(jparts.get(c), dict) else jparts for c in cols]
+            row(f"time: {part[:-2]} (s, median)", [n.get(part, n.get(tpart)) for n in nested]
+                + [td.get("parts_median_s", {}).get(tpart)], "{:.2f}")
+        row("time: whole suite (s, median)", [timings.get(c) for c in cols] + [ev["torch"].get("median_s")], "{:.2f}")
+        tm = ev["torch"].get("median_s")
+        row("PyTorch time / JAX time", [tm / timings[c] if tm and timings.get(c) else None for c in cols] + [1.0],
+            "{:.1f}x")
         out.append("")
         out.append(f"JAX: {jd.get('what', '')}. PyTorch: {td.get('what', '')}.\n")
     for name in ("sweep/8_seeds", "sweep/unlearn_10_classes"):

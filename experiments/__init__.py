@@ -7,6 +7,7 @@ once and an interrupted run resumes.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import pathlib
 import time
@@ -15,19 +16,33 @@ EXPERIMENTS = ("table1", "table2", "table3", "learning_curve", "features", "laye
 MAIN_TABLES = ("table1", "table2", "table3")
 
 
-def _study(config_name, workdir, data_dir, progress):
+def _study(config_name, workdir, data_dir, progress, stop=None):
     from experiments.configs import get_config
     from experiments.study import Study
     config = get_config(config_name)
     workdir = pathlib.Path(workdir or f"runs/study-{config.name}")
-    return Study(config, workdir, data_dir, progress)
+    return Study(config, workdir, data_dir, progress, stop)
+
+
+@contextlib.contextmanager
+def _stoppable(what: str):
+    """SIGINT/SIGTERM stop the study cleanly (see :mod:`experiments.study`); a re-run resumes."""
+    from jaxunlearn.runs import Interrupted, StopFlag
+    stop = StopFlag(only_while_polled=True)
+    try:
+        with stop.installed():
+            yield stop
+    except KeyboardInterrupt:
+        raise Interrupted(f"{what} stopped by a signal; finished models and evaluations are cached: "
+                          "run the same command again to resume") from None
 
 
 def run_experiment(name: str, config: str = "fashion_mnist", workdir=None, data_dir=None, progress=True) -> int:
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}")
-    study = _study(config, workdir, data_dir, progress)
-    md = importlib.import_module(f"experiments.{name}").run(study)
+    with _stoppable(f"experiment {name}") as stop:
+        study = _study(config, workdir, data_dir, progress, stop)
+        md = importlib.import_module(f"experiments.{name}").run(study)
     print(md)
     print(f"results in {study.out_dir(name)}")
     return 0
@@ -35,7 +50,11 @@ def run_experiment(name: str, config: str = "fashion_mnist", workdir=None, data_
 
 def run_study(config: str = "fashion_mnist", workdir=None, data_dir=None, progress=True) -> int:
     """Every experiment in order; prints the main tables and where the plots are."""
-    study = _study(config, workdir, data_dir, progress)
+    with _stoppable(f"study {config}") as stop:
+        return _run_all(_study(config, workdir, data_dir, progress, stop))
+
+
+def _run_all(study) -> int:
     t0 = time.time()
     study.log(f"study {study.config.name}: {study.ds.name} / {study.config.model}, forget sets "
               f"{list(study.config.forget_sets)}, workdir {study.workdir}")

@@ -10,11 +10,16 @@ Layout under the study's workdir::
   <experiment>/                each experiment's JSON, markdown, LaTeX and PNG files
 
 A model or evaluation that exists on disk is loaded, not recomputed, so an interrupted study
-re-run with the same command continues where it stopped.
+re-run with the same command continues where it stopped. With a ``stop`` flag (installed by
+``jaxunlearn study`` / ``reproduce``), a SIGINT/SIGTERM during training checkpoints and stops
+(the re-run resumes the training from that step); during an unlearning run it stops and keeps
+nothing of that run (they are short; the re-run repeats it); anywhere else it stops at once.
+Every file is written atomically, so nothing cached is ever half-written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import pathlib
@@ -31,8 +36,10 @@ from jaxunlearn.unlearn import get_method, make_problem, unlearn
 class Study:
     """Lazily trains, unlearns and evaluates what the experiments ask for."""
 
-    def __init__(self, config: StudyConfig, workdir, data_dir=None, progress: bool = True):
+    def __init__(self, config: StudyConfig, workdir, data_dir=None, progress: bool = True,
+                 stop: runs.StopFlag | None = None):
         self.config = config
+        self.stop = stop
         self.workdir = pathlib.Path(workdir)
         self.data_dir = data_dir
         self.progress = progress
@@ -79,14 +86,27 @@ class Study:
         self._models[name] = out
         return out
 
+    def _polled(self):
+        """Context of a loop that polls ``self.stop``; raises Interrupted after it if stopped."""
+        if self.stop is None:
+            return contextlib.nullcontext()
+        return self.stop.polled()
+
+    def _check_stop(self, what: str) -> None:
+        if self.stop is not None and self.stop():
+            raise runs.Interrupted(f"{what} was stopped by a signal; finished models and evaluations are "
+                                   f"cached in {self.workdir}: run the same command again to resume")
+
     def original(self):
         c = self.config
 
         def build():
             recipe = runs.recipe_for(c.dataset, c.model, epochs=c.train_epochs)
-            net, state, info = runs.train_model(self.ds, c.model, recipe, seed=c.seeds[0],
-                                                workdir=self.workdir / "models" / "original-ckpt",
-                                                progress="train original" if self.progress else False)
+            with self._polled():
+                net, state, info = runs.train_model(self.ds, c.model, recipe, seed=c.seeds[0],
+                                                    workdir=self.workdir / "models" / "original-ckpt",
+                                                    progress="train original" if self.progress else False,
+                                                    stop=self.stop)
             acc = runs.accuracy_of(net, state, self.ds.test_images, self.ds.test_labels)
             return net, state, "linear", self._info("train", recipe=dataclasses.asdict(recipe)), \
                 {"test_accuracy": acc, **info}
@@ -99,9 +119,11 @@ class Study:
         def build():
             split = data_lib.forget_split(self.ds, self.forget_spec(i))
             recipe = runs.recipe_for(c.dataset, c.model, epochs=c.retrain_epochs or c.train_epochs)
-            net, state, info = runs.train_model(self.ds, c.model, recipe, seed=c.seeds[0] + 1000 + i,
-                                                train_index=split.train_retain,
-                                                progress=f"retrain {self.tag(i)}" if self.progress else False)
+            with self._polled():
+                net, state, info = runs.train_model(self.ds, c.model, recipe, seed=c.seeds[0] + 1000 + i,
+                                                    workdir=self.workdir / "models" / f"retrain-{self.tag(i)}-ckpt",
+                                                    train_index=split.train_retain, stop=self.stop,
+                                                    progress=f"retrain {self.tag(i)}" if self.progress else False)
             return net, state, "linear", self._info("unlearn", method="retrain", forget_set=i), info
 
         return self._load_or(f"retrain-{self.tag(i)}", build)
@@ -123,9 +145,11 @@ class Study:
         net, state, _, _ = source
         settings = method.settings.replace(mode=run.mode, **dict(run.settings))
         problem = make_problem(self.ds, self.forget_spec(i))
-        result = unlearn(method, jax.random.key(self.config.seeds[0] + i), net, state, problem,
-                         dict(run.hparams), settings, on_chunk=on_chunk, chunk=chunk,
-                         progress=f"{run.title} {self.tag(i)}" if self.progress else False)
+        with self._polled():
+            result = unlearn(method, jax.random.key(self.config.seeds[0] + i), net, state, problem,
+                             dict(run.hparams), settings, on_chunk=on_chunk, chunk=chunk, should_stop=self.stop,
+                             progress=f"{run.title} {self.tag(i)}" if self.progress else False)
+        self._check_stop(f"unlearning {run.title} on {self.tag(i)}")
         head = "cmf" if run.mode == "cmf" else "linear"
         info = self._info("unlearn", method=run.method, mode=run.mode, head=head, forget_set=i,
                           hparams={**method.hparams, **dict(run.hparams)}, settings=dataclasses.asdict(settings))

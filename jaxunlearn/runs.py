@@ -147,22 +147,42 @@ def _comparable(info: dict) -> dict:
 # ----------------------------------------------------------------------------- interruption
 
 class StopFlag:
-    """Turns SIGINT/SIGTERM into a flag that loops poll, so state can be saved before exit."""
+    """Turns SIGINT/SIGTERM into a flag that loops poll, so state can be saved before exit.
 
-    def __init__(self):
+    Args:
+      only_while_polled: if True, a signal only sets the flag inside :meth:`polled` sections
+        (loops that poll it and save their state); anywhere else it raises
+        ``KeyboardInterrupt`` at once. Multi-step jobs (a study) use this: their results are
+        written atomically, so stopping between saves loses only the unit of work in progress.
+        A second signal always raises ``KeyboardInterrupt``.
+    """
+
+    def __init__(self, only_while_polled: bool = False):
         self.signal: int | None = None
+        self.only_while_polled = only_while_polled
+        self._polled = 0
 
     def __call__(self) -> bool:
         return self.signal is not None
+
+    @contextlib.contextmanager
+    def polled(self):
+        """Marks a section whose loop polls this flag (see ``only_while_polled``)."""
+        self._polled += 1
+        try:
+            yield self
+        finally:
+            self._polled -= 1
 
     @contextlib.contextmanager
     def installed(self):
         old = {}
 
         def handler(signum, frame):
-            if self.signal is not None:  # second signal: stop now
-                raise KeyboardInterrupt
+            stop_now = self.signal is not None or (self.only_while_polled and not self._polled)
             self.signal = signum
+            if stop_now:
+                raise KeyboardInterrupt
 
         for s in (signal.SIGINT, signal.SIGTERM):
             try:

@@ -249,12 +249,18 @@ def make_run_steps(step: Callable, batch_sizes: Mapping[str, int], primary: str,
 
     jit_perms = jax.jit(epoch_perms)
     jit_step = jax.jit(one_step)
+    # Several CPU devices: a step's cross-device all-reduce can deadlock when steps are queued
+    # without being awaited (DESIGN.md), so wait for each step there.
+    block_each = (batch_sharding is not None and batch_sharding.mesh.size > 1
+                  and jax.default_backend() == "cpu")
 
     def run_host(state, key, data, streams, hparams, aux, epoch, start, num: int):
         perms = jit_perms(key, streams, epoch)
         metrics = []
         for t in range(start, start + num):
             state, m = jit_step(state, key, data, perms, hparams, aux, t)
+            if block_each:
+                jax.block_until_ready(state)
             metrics.append(m)
         return state, jax.tree.map(lambda *xs: jnp.stack(xs), *metrics)
 

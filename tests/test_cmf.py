@@ -103,3 +103,29 @@ def test_cmf_head_is_refreshed_every_epoch(digits, cnn_digits):
     finally:
         core.make_cmf_refresh = original
     assert seen[:2] == [0, 1] and seen[-1] == -1  # start of each epoch, then once from the final encoder
+
+
+COMPOSING = sorted(n for n, m in METHODS.items() if m.classifier_loss and not m.from_scratch)
+
+
+@pytest.mark.parametrize("name", COMPOSING)
+def test_every_classifier_loss_method_composes_with_the_cmf_head(name, digits, trained_digits):
+    """Algorithm 2 for any registry method with a classifier loss: the linear head is neither
+    used nor changed (replacing it by noise gives a bit-identical encoder), the encoder moves,
+    and the returned CMF head is the one of the final encoder."""
+    net, state = trained_digits
+    problem = make_problem(digits, data_lib.parse_forget("3", 10))
+    m = METHODS[name]
+    settings = m.settings.replace(mode="cmf", epochs=2 if name == "unsir" else 1)  # UNSIR: impair + repair
+    noisy_head = jax.tree.map(lambda w: jax.random.normal(jax.random.key(7), w.shape, w.dtype), state.params[HEAD])
+    noisy = state._replace(params={**state.params, HEAD: noisy_head})
+    runs_ = [unlearn(m, jax.random.key(0), net, s, problem, {"lr": 0.05}, settings) for s in (state, noisy)]
+    encoder = lambda p: {k: v for k, v in p.items() if k != HEAD}
+    assert tree_equal(encoder(runs_[0].state.params), encoder(runs_[1].state.params))
+    assert tree_equal(runs_[0].state.batch_stats, runs_[1].state.batch_stats)
+    assert tree_equal(runs_[0].state.params[HEAD], state.params[HEAD])
+    assert tree_equal(runs_[1].state.params[HEAD], noisy_head)
+    assert not tree_equal(encoder(runs_[0].state.params), encoder(state.params))
+    _, feats = train.make_predict(net)(runs_[0].state.params, runs_[0].state.batch_stats, jnp.asarray(digits.train_images))
+    fresh = cmf.cmf_head(feats["features"], jnp.asarray(digits.train_labels), 10)
+    np.testing.assert_allclose(runs_[0].aux["cmf"].weights, fresh.weights, rtol=1e-5, atol=1e-6)

@@ -1,7 +1,6 @@
 """Every experiment on a tiny digits study: outputs exist, numbers trace back to evaluations,
 and a second run resumes from disk instead of recomputing."""
 
-import dataclasses
 import json
 
 import numpy as np
@@ -9,16 +8,8 @@ import pytest
 
 import experiments
 from experiments import configs
-from experiments.configs import MethodRun
 from experiments.study import Study
-
-TINY = dataclasses.replace(
-    configs.DIGITS, name="tiny", train_epochs=8, retrain_epochs=8, forget_sets=((3,),),
-    table1=(MethodRun("random_label"),),
-    table2=(MethodRun("random_label", "classifier_only"), MethodRun("classifier_edit")),
-    table3=(MethodRun("random_label", "cmf", (("lr", 0.2),)),),
-    curve_methods=(MethodRun("random_label"),), curve_every=10,
-    relearn_methods=("retrain", "random_label-full"), relearn_samples=(10,), relearn_steps=10)
+from tiny_study import TINY
 
 
 @pytest.fixture(scope="module")
@@ -70,3 +61,26 @@ def test_unknown_experiment_and_config():
         experiments.run_experiment("nope")
     with pytest.raises(ValueError, match="unknown study config 'nope'"):
         configs.get_config("nope")
+
+
+def test_every_study_config_names_real_methods_modes_hparams_and_options():
+    """A typo in a config (a positional argument in the wrong place, an unknown option) would
+    otherwise surface only deep into a long study."""
+    import dataclasses
+    import inspect
+    import re
+
+    from jaxunlearn.unlearn import core, get_method
+    fields = {f.name for f in dataclasses.fields(core.Settings)} - {"options", "mode"}
+    read = lambda mod: set(re.findall(r'option\("([a-z_]+)"', inspect.getsource(mod)))
+    for config in configs.CONFIGS.values():
+        for run in (*config.table1, *config.table2, *config.table3, *config.curve_methods, config.cmf_finetune):
+            method = get_method(run.method)
+            assert run.mode in core.MODES, (config.name, run)
+            assert set(dict(run.hparams)) <= set(method.hparams), (config.name, run)
+            parts = (method.phases, method.prepare, method.apply, method.streams, method.finish)
+            known = fields | read(core) | set().union(*(read(inspect.getmodule(f)) for f in parts if f is not None))
+            assert set(dict(run.settings)) <= known, (config.name, run, known)
+            assert run.title
+        keys = {r.key for r in (*config.table1, *config.table3)} | {"retrain"}
+        assert set(config.relearn_methods) <= keys, config.name

@@ -182,6 +182,40 @@ def test_unlearn_divergence_exits_3_and_saves_nothing(reference, tmp_path, capfd
     assert not (wd / "summary.json").exists() and not (wd / "model").exists()
 
 
+# ----------------------------------------------------------------------------- a killed study
+
+TINY_STUDY = [sys.executable, str(pathlib.Path(__file__).with_name("tiny_study.py")),
+              "reproduce", "table1", "--config", "tiny", "--no-progress", "--workdir"]
+
+
+def test_study_killed_twice_resumes_to_the_same_table(tmp_path):
+    """A real SIGTERM while the original model trains, a real SIGINT while a model is being
+    evaluated; each re-run of the same command resumes, and the final table equals the table of
+    an uninterrupted run."""
+    ref = tmp_path / "reference"
+    r = subprocess.run([*TINY_STUDY, str(ref)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    wd = tmp_path / "killed"
+    for sig, ready in ((signal.SIGTERM, lambda: saved_steps(wd / "models" / "original-ckpt" / "checkpoints")),
+                       (signal.SIGINT, lambda: any((wd / "evals").glob("*.json")))):
+        proc = subprocess.Popen([*TINY_STUDY, str(wd)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for(ready, proc)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 130, err
+        assert "run the same command again to resume" in err and "Traceback" not in err, err
+        assert not [p for p in wd.rglob(".*.json.*")], "a half-written results file was left behind"
+    r = subprocess.run([*TINY_STUDY, str(wd)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    def table(d):  # every number but the wall-clock run times
+        t = json.loads((d / "table1" / "table1.json").read_text())
+        return {**t, "rows": [{k: v for k, v in row.items() if k != "runtime_s"} for row in t["rows"]]}
+    assert table(wd) == table(ref)
+    assert [r["name"] for r in table(wd)["rows"]] == ["Original", "Retrain", "random_label"]
+    log = (wd / "study.log").read_text()
+    assert log.count("built original") <= 1  # never trained twice across the three processes
+
+
 # ----------------------------------------------------------------------------- determinism
 
 @pytest.fixture(scope="module")

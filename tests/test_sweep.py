@@ -48,6 +48,26 @@ def test_vmap_matches_the_loop_on_equal_size_forget_sets(trained_digits, digits)
     assert not tree_equal(auto["states"][0].params, auto["states"][1].params)
 
 
+def test_devices_strategy_shards_forget_sets_and_matches_the_loop(trained_digits, digits):
+    """3 forget sets over the 4 virtual CPU devices (padded to 4): the loop's numbers."""
+    assert jax.device_count() >= 4
+    net, state = trained_digits
+    method = get_method("random_label")
+    settings = method.settings.replace(epochs=1)
+    specs = [ForgetSpec((), 0.1, seed) for seed in range(3)]
+    key = jax.random.key(1)
+    dev = sweep.sweep_forget_sets(method, key, net, state, digits, specs, settings=settings, strategy="devices",
+                                  keep_states=True)
+    loop = sweep.sweep_forget_sets(method, key, net, state, digits, specs, settings=settings, strategy="loop",
+                                   keep_states=True)
+    assert dev["strategy"] == "devices" and "4 devices" in dev["strategy_note"]
+    assert len(dev["states"]) == 3 and dev["runtime_s"].shape == (3,)
+    np.testing.assert_allclose(dev["retain_accuracy"], loop["retain_accuracy"], atol=2 / len(digits.test_labels))
+    for a, b in zip(dev["states"], loop["states"]):
+        for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
+            np.testing.assert_allclose(x, y, atol=1e-4)
+
+
 def test_auto_falls_back_to_the_loop_for_host_side_methods(trained_digits, digits):
     net, state = trained_digits
     specs = [ForgetSpec((), 0.1, seed) for seed in range(2)]
@@ -67,7 +87,7 @@ def test_strategy_choice_and_refusals(trained_digits, digits):
     params, bs = cnn.init(jax.random.key(0), digits.image_shape)
     assert sweep.choose_strategy(state._replace(params=params, batch_stats=bs), equal) == "loop"
     with pytest.raises(ValueError, match="unknown strategy"):
-        sweep.sweep_forget_sets("ssd", jax.random.key(0), net, state, digits, [3], strategy="devices")
+        sweep.sweep_forget_sets("ssd", jax.random.key(0), net, state, digits, [3], strategy="sideways")
     with pytest.raises(ValueError, match="equal sizes"):
         sweep.sweep_forget_sets("finetune", jax.random.key(0), net, state, digits, [0, 1], strategy="vmap")
     with pytest.raises(ValueError, match="no forget sets"):

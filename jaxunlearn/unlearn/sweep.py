@@ -11,14 +11,19 @@ key and returns the results stacked over forget sets. Two strategies give the sa
   method whose ``prepare``/``streams``/``apply`` are traceable (not UNSIR, SVD or
   classifier_edit, which read the forget classes on the host), and it runs in ``"full"`` mode.
 
-``"auto"`` picks ``"vmap"`` only when the sizes are equal and the model has no convolution
-(no 4-D kernel), else ``"loop"``; if the method turns out not to be traceable it falls back to
-the loop and says so in ``"strategy_note"``. Why: on this project's 2-core CPU a vmapped conv
+* ``"devices"``: the vmapped run with its forget-set axis sharded over the devices (a 1-D mesh
+  of all devices by default), so each device runs its share of the forget sets; the count is
+  padded to a multiple of the devices by repeating the last set (dropped from the result).
+  Same requirements as ``"vmap"``.
+
+``"auto"`` picks ``"devices"`` on several accelerators (GPU/TPU; virtual CPU devices share the
+same cores, so they gain nothing) for equal-size forget sets, ``"vmap"`` for equal sizes on a
+model without convolution (no 4-D kernel), else ``"loop"``; if the method turns out not to be
+traceable it falls back to the loop and says so in ``"strategy_note"``. Why: on this project's 2-core CPU a vmapped conv
 net ran 3.6x slower than a loop (XLA:CPU convolutions batch poorly and ``lax.scan`` over conv
 steps is itself ~15x slower there, see :func:`jaxunlearn.train.default_loop`), while small
 MLPs batch well. Class forget sets are rarely of equal size (digits: 125..131 per class), so
 class sweeps usually loop; equal-size sample-forgetting sets (``fraction`` specs) can vmap.
-Running different forget sets on different devices is not implemented.
 """
 
 from __future__ import annotations
@@ -30,13 +35,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxunlearn import train
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from jaxunlearn import parallel, train
 from jaxunlearn.data import Dataset, ForgetSpec, forget_split, parse_forget
 from jaxunlearn.heads import split_accuracy
 from jaxunlearn.state import Net, TrainState
 from jaxunlearn.unlearn.core import Method, Problem, Settings, make_problem, unlearn
 
-STRATEGIES = ("auto", "loop", "vmap")
+STRATEGIES = ("auto", "loop", "vmap", "devices")
 _NOT_TRACEABLE = (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError,
                   jax.errors.TracerBoolConversionError, jax.errors.TracerIntegerConversionError)
 
@@ -58,9 +65,14 @@ def _has_conv(params) -> bool:
 
 
 def choose_strategy(state: TrainState, problems: Sequence[Problem]) -> str:
-    """``"vmap"`` for equal-size forget sets on a model without convolutions, else ``"loop"``."""
+    """``"devices"`` for equal-size forget sets on several accelerators, ``"vmap"`` for equal
+    sizes on a model without convolutions, else ``"loop"`` (see the module docstring)."""
     equal = len({(int(p.retain.shape[0]), int(p.forget.shape[0])) for p in problems}) == 1
-    return "vmap" if equal and len(problems) > 1 and not _has_conv(state.params) else "loop"
+    if not equal or len(problems) < 2:
+        return "loop"
+    if jax.device_count() > 1 and jax.default_backend() != "cpu":
+        return "devices"
+    return "loop" if _has_conv(state.params) else "vmap"
 
 
 def _traced_fit(run_steps, state, key, data, streams, hparams, aux, *, epochs, steps_per_epoch,
@@ -74,12 +86,19 @@ def _traced_fit(run_steps, state, key, data, streams, hparams, aux, *, epochs, s
     return train.FitResult(state, [])
 
 
-def _vmapped_states(method, key, net, state, problems, hparams, settings):
-    """The unlearned states of every problem, stacked on a leading axis, from one vmapped run."""
+def _vmapped_states(method, key, net, state, problems, hparams, settings, mesh=None):
+    """The unlearned states of every problem, stacked on a leading axis, from one vmapped run.
+
+    With a ``mesh``, the forget-set axis is sharded over its devices (padded to a multiple of
+    the device count by repeating the last problem; the padding is dropped from the result).
+    """
     if (settings or method.settings).mode != "full":
-        raise ValueError("the vmap strategy runs in mode 'full' only; use strategy='loop'")
+        raise ValueError("the vmap and devices strategies run in mode 'full' only; use strategy='loop'")
     if len({(int(p.retain.shape[0]), int(p.forget.shape[0])) for p in problems}) != 1:
-        raise ValueError("the vmap strategy needs forget sets of equal sizes; use strategy='loop'")
+        raise ValueError("the vmap and devices strategies need forget sets of equal sizes; use strategy='loop'")
+    count = len(problems)
+    if mesh is not None:
+        problems = list(problems) + [problems[-1]] * (-count % mesh.size)
     base = problems[0]
     shared = {k: v for k, v in base.data.items() if k != "forget"}
 
@@ -88,14 +107,18 @@ def _vmapped_states(method, key, net, state, problems, hparams, settings):
         return unlearn(method, key, net, state, problem, hparams, settings, fit=_traced_fit).state
 
     stack = lambda f: jnp.stack([f(p) for p in problems])
-    return jax.jit(jax.vmap(one))(stack(lambda p: p.retain), stack(lambda p: p.forget),
-                                  stack(lambda p: p.data["forget"]), stack(lambda p: p.retain_classes))
+    args = (stack(lambda p: p.retain), stack(lambda p: p.forget), stack(lambda p: p.data["forget"]),
+            stack(lambda p: p.retain_classes))
+    if mesh is not None:
+        args = jax.device_put(args, NamedSharding(mesh, P(parallel.DATA_AXIS)))
+    stacked = jax.jit(jax.vmap(one))(*args)
+    return jax.tree.map(lambda x: x[:count], stacked)
 
 
 def sweep_forget_sets(method: Method, key: jax.Array, net: Net, state: TrainState, ds: Dataset,
                       forget_specs: Sequence, hparams=None, settings: Settings | None = None,
                       strategy: str = "auto", evaluate: Callable | None = None, *,
-                      keep_states: bool = False) -> dict:
+                      keep_states: bool = False, mesh=None) -> dict:
     """Unlearns every forget set in ``forget_specs`` from ``state`` and stacks the results.
 
     Args:
@@ -107,16 +130,17 @@ def sweep_forget_sets(method: Method, key: jax.Array, net: Net, state: TrainStat
       forget_specs: forget sets, anything :func:`jaxunlearn.data.parse_forget` accepts
         (``3``-style strings, class lists, :class:`~jaxunlearn.data.ForgetSpec`).
       hparams, settings: as for :func:`~jaxunlearn.unlearn.core.unlearn`.
-      strategy: ``"auto"``, ``"loop"`` or ``"vmap"`` (see the module docstring).
+      strategy: ``"auto"``, ``"loop"``, ``"vmap"`` or ``"devices"`` (see the module docstring).
       evaluate: ``(net, state, ds, spec) -> {name: float}`` per unlearned model; default
         :func:`output_accuracy`.
       keep_states: also return the unlearned states.
+      mesh: the 1-D mesh of the ``"devices"`` strategy (default: all devices).
 
     Returns:
       ``{"method", "strategy", "strategy_note", "forget_sets" [S] (descriptions),
       "runtime_s" [S], <each key of evaluate> [S] arrays, "states" (if keep_states)}``.
-      Under ``"vmap"`` ``runtime_s`` is the whole batched run (compilation included) divided
-      by ``S``.
+      Under ``"vmap"`` and ``"devices"`` ``runtime_s`` is the whole batched run (compilation
+      included) divided by ``S``.
     """
     if isinstance(method, str):
         from jaxunlearn.unlearn import get_method
@@ -132,18 +156,23 @@ def sweep_forget_sets(method: Method, key: jax.Array, net: Net, state: TrainStat
     chosen = choose_strategy(state, problems) if strategy == "auto" else strategy
     note = ""
     states, runtimes = None, None
-    if chosen == "vmap":
+    if chosen in ("vmap", "devices"):
         t0 = time.perf_counter()
+        if chosen == "devices":
+            mesh = mesh or parallel.make_mesh()
+            note = f"forget sets sharded over {mesh.size} devices"
         try:
-            stacked = _vmapped_states(method, key, net, state, problems, hparams, settings)
+            stacked = _vmapped_states(method, key, net, state, problems, hparams, settings,
+                                      mesh if chosen == "devices" else None)
             jax.block_until_ready(stacked)
             states = [jax.tree.map(lambda x, i=i: x[i], stacked) for i in range(len(specs))]
             runtimes = [(time.perf_counter() - t0) / len(specs)] * len(specs)
         except _NOT_TRACEABLE as e:
-            if strategy == "vmap":
+            if strategy in ("vmap", "devices"):
                 raise ValueError(f"{method.name} cannot be vmapped (its preparation reads arrays on the host); "
                                  "use strategy='loop'") from e
-            chosen, note = "loop", f"{method.name} is not traceable, so vmap fell back to the loop"
+            note = f"{method.name} is not traceable, so {chosen} fell back to the loop"
+            chosen = "loop"
     if chosen == "loop":
         states, runtimes = [], []
         for p in problems:
