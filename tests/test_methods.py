@@ -24,14 +24,12 @@ FORGET = 3
 # (max forget-class test accuracy %, max drop of retain-class test accuracy in points).
 # Measured: retrain 95.3/0.0, random_label 94.4/0.0, salun 94.4/0.0, gradient_ascent 96.0/0.0,
 # neggrad_plus 95.3/0.0, scrub 96.6/0.0, unsir 95.3/0.0, svd 95.3/0.0, ssd 95.7/0.0,
-# boundary_shrink 95.0/0.0, boundary_expand 95.3/0.0, classifier_edit 96.9/0.0 (retain/forget).
+# boundary_shrink 95.0/0.0, boundary_expand 95.3/0.0, classifier_edit 96.9/0.0,
+# finetune 97.5/2.7, l1_sparse 97.5/0.0 (retain/forget).
 FORGETS = {name: (10.0, 5.0) for name in
-           ["retrain", "random_label", "salun", "gradient_ascent", "neggrad_plus", "scrub", "unsir", "svd", "ssd",
-            "boundary_shrink", "boundary_expand"]}
+           ["retrain", "finetune", "l1_sparse", "random_label", "salun", "gradient_ascent", "neggrad_plus", "scrub",
+            "unsir", "svd", "ssd", "boundary_shrink", "boundary_expand"]}
 FORGETS["classifier_edit"] = (0.0, 1.0)  # closed form: no forget-class test sample right, retain unchanged
-# Retain-set fine-tuning only forgets by drifting: on digits 2 epochs keep the class (96.9 / 94.6 for
-# finetune and l1_sparse). They keep retain accuracy; the forget class is not forgotten.
-WEAK = {"finetune": 5.0, "l1_sparse": 5.0}
 
 
 def split_accuracy(net, state, ds, classes=(FORGET,)):
@@ -86,12 +84,16 @@ def test_method_forgets_class(name, results, trained_digits, digits, original):
     assert retain >= original[0] - max_drop, f"{name}: retain accuracy {retain:.1f} % vs {original[0]:.1f} %"
 
 
-@pytest.mark.parametrize("name", sorted(WEAK))
-def test_weak_methods_keep_retain_accuracy(name, results, trained_digits, digits, original):
-    net, _ = trained_digits
-    retain, forget = split_accuracy(net, results(name).state, digits)
-    assert retain >= original[0] - WEAK[name]
-    assert forget <= original[1] + 1e-9  # no better on the forget class than the original
+def test_retain_only_methods_at_their_old_rates_keep_the_class(trained_digits, digits, problem, original):
+    """Retain-only fine-tuning forgets by erosion only: at lr 0.01 for 2 epochs (weight decay
+    5e-4) it keeps the class, which is why the defaults are stronger."""
+    net, state = trained_digits
+    for name in ("finetune", "l1_sparse"):
+        m = get_method(name)
+        r = unlearn(m, jax.random.key(0), net, state, problem, {"lr": 0.01, "alpha": 5e-5} if name == "l1_sparse"
+                    else {"lr": 0.01}, m.settings.replace(epochs=2, weight_decay=5e-4))
+        retain, forget = split_accuracy(net, r.state, digits)
+        assert forget > 80.0 and retain >= original[0] - 1.0, (name, retain, forget)
 
 
 def test_salun_masked_weights_are_bit_identical(results, trained_digits):
