@@ -19,6 +19,7 @@ import pytest
 
 from jaxunlearn import checkpoint, cli, data as data_lib, runs, train
 from jaxunlearn.state import tree_equal
+from helpers import StopAfter
 
 EXE = str(pathlib.Path(sys.executable).parent / "jaxunlearn")
 TRAIN = ["train", "--dataset", "digits", "--model", "mlp", "--seed", "0", "--no-progress"]
@@ -84,17 +85,6 @@ def test_sigint_then_resume_equals_uninterrupted(reference, tmp_path, capfd):
     assert tree_equal(params_of(wd), params_of(reference))
     assert summary_of(wd)["test_accuracy"] == summary_of(reference)["test_accuracy"]
     assert epochs_logged(wd) == [1, 2, 3]  # each epoch logged once
-
-
-class StopAfter:
-    """A stop flag that trips at the ``n``-th poll (fit polls after every chunk)."""
-
-    def __init__(self, n):
-        self.n = n
-
-    def __call__(self):
-        self.n -= 1
-        return self.n < 0
 
 
 def test_interrupt_at_epoch_boundary_keeps_the_best_epoch(digits, tmp_path):

@@ -6,6 +6,7 @@ import pytest
 from jaxunlearn import checkpoint, parallel, runs, train
 from jaxunlearn.models import get_model
 from jaxunlearn.state import Net, TrainState, tree_equal
+from helpers import StopAfter
 
 
 def _setup(digits, model="mlp", bs=64):
@@ -106,14 +107,6 @@ def test_vmapped_seeds_equal_looped_seeds(digits):
 def test_interrupted_training_resumes_to_same_parameters(digits, tmp_path):
     recipe = runs.recipe_for("digits", "mlp", epochs=3)
     _, uninterrupted, _ = runs.train_model(digits, "mlp", recipe, seed=0, progress=False)
-
-    class StopAfter:
-        def __init__(self, n):
-            self.n = n
-
-        def __call__(self):
-            self.n -= 1
-            return self.n < 0
 
     with pytest.raises(runs.Interrupted, match="resume"):
         runs.train_model(digits, "mlp", recipe, seed=0, workdir=tmp_path, progress=False,
