@@ -94,3 +94,24 @@ def test_strategy_choice_and_refusals(trained_digits, digits):
         sweep.sweep_forget_sets("ssd", jax.random.key(0), net, state, digits, [])
     with pytest.raises(ValueError, match="outside"):
         sweep.sweep_forget_sets("ssd", jax.random.key(0), net, state, digits, [10])
+
+
+def test_hparam_sweep_is_one_vmapped_run_equal_to_separate_runs(trained_digits, digits):
+    net, state = trained_digits
+    method = get_method("neggrad_plus")
+    settings = method.settings.replace(epochs=1)
+    problem = make_problem(digits, data_lib.parse_forget("3", 10))
+    grid = {"lr": [0.005, 0.02, 0.05], "forget_weight": [1.0, 0.5, 1.0]}
+    key = jax.random.key(2)
+    stacked = sweep.sweep_hparams(method, key, net, state, problem, grid, settings=settings)
+    assert jax.tree.leaves(stacked.params)[0].shape[0] == 3
+    for i in range(3):
+        one = unlearn(method, key, net, state, problem, {k: v[i] for k, v in grid.items()}, settings).state
+        for x, y in zip(jax.tree.leaves(stacked.params), jax.tree.leaves(one.params)):
+            np.testing.assert_allclose(x[i], y, atol=1e-4)
+    # different rates gave different models
+    assert not np.allclose(jax.tree.leaves(stacked.params)[0][0], jax.tree.leaves(stacked.params)[0][1])
+    with pytest.raises(ValueError, match="no hyper-parameter alpha"):
+        sweep.sweep_hparams(method, key, net, state, problem, {"alpha": [1.0]})
+    with pytest.raises(ValueError, match="one common length"):
+        sweep.sweep_hparams(method, key, net, state, problem, {"lr": [0.1, 0.2], "forget_weight": [1.0]})

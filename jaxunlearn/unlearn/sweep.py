@@ -1,4 +1,5 @@
-"""Sweeps: one unlearning method over many forget sets (e.g. every class of a dataset).
+"""Sweeps: one unlearning method over many forget sets (e.g. every class of a dataset), or
+over a grid of its hyper-parameters (:func:`sweep_hparams`, one vmapped run).
 
 :func:`sweep_forget_sets` unlearns each forget set from the same original model with the same
 key and returns the results stacked over forget sets. Two strategies give the same numbers
@@ -113,6 +114,41 @@ def _vmapped_states(method, key, net, state, problems, hparams, settings, mesh=N
         args = jax.device_put(args, NamedSharding(mesh, P(parallel.DATA_AXIS)))
     stacked = jax.jit(jax.vmap(one))(*args)
     return jax.tree.map(lambda x: x[:count], stacked)
+
+
+def sweep_hparams(method: Method | str, key: jax.Array, net: Net, state: TrainState, problem: Problem,
+                  grid: dict, hparams=None, settings: Settings | None = None) -> TrainState:
+    """Unlearns once per hyper-parameter setting, all settings in one vmapped run.
+
+    Args:
+      method: a :class:`~jaxunlearn.unlearn.core.Method` (or its registry name) whose
+        ``prepare``/``streams``/``apply`` are traceable (as for the ``"vmap"`` strategy).
+      key, net, state, problem, settings: as for :func:`~jaxunlearn.unlearn.core.unlearn`.
+      grid: ``{name: [S] values}``, hyper-parameters of the method, all of length ``S``;
+        setting ``s`` uses ``{name: values[s]}``.
+      hparams: fixed overrides of the other hyper-parameters.
+
+    Returns:
+      The ``S`` unlearned states stacked on a leading axis (``TrainState`` of ``[S, ...]``
+      leaves), equal (up to float summation order) to ``S`` separate ``unlearn`` calls.
+    """
+    if isinstance(method, str):
+        from jaxunlearn.unlearn import get_method
+        method = get_method(method)
+    unknown = sorted(set(grid) - set(method.hparams))
+    if unknown:
+        raise ValueError(f"{method.name} has no hyper-parameter {', '.join(unknown)}; "
+                         f"it has {', '.join(method.hparams)}")
+    values = {k: jnp.asarray(v, jnp.float32) for k, v in grid.items()}
+    if not values or len({v.shape for v in values.values()}) != 1 or next(iter(values.values())).ndim != 1:
+        raise ValueError("grid must map hyper-parameter names to 1-D arrays of one common length")
+    if (settings or method.settings).mode != "full":
+        raise ValueError("sweep_hparams runs in mode 'full' only; loop over unlearn() for the head modes")
+
+    def one(hp):
+        return unlearn(method, key, net, state, problem, {**(hparams or {}), **hp}, settings, fit=_traced_fit).state
+
+    return jax.jit(jax.vmap(one))(values)
 
 
 def sweep_forget_sets(method: Method, key: jax.Array, net: Net, state: TrainState, ds: Dataset,
