@@ -206,14 +206,16 @@ class PeakFlops:
 # ----------------------------------------------------------------------------- evaluation suite
 
 class EvalSuite:
-    """Linear probe + NCC + neural collapse on 60k x 512 features, two ways:
+    """Linear probe + NCC + neural collapse on 60k x 512 features, three ways:
 
-    * ``default`` (what ``jaxunlearn evaluate`` runs): ``heads.linear_probe_fit`` (full-batch
-      L-BFGS, standardised), ``heads.ncc_fit/ncc_predict`` and ``collapse.collapse_metrics``
-      (every NC metric, with NC3/NC4/misalignment against the probe's weights, overall and
-      restricted to retain / forget classes, forget class 0);
-    * ``sgd``: the paper's protocol, ``heads.linear_probe_sgd(standardize=True)`` (the same
-      as the PyTorch side), NCC and ``collapse.nc1``.
+    * ``default``: the library's default probe, ``heads.linear_probe_fit`` (full-batch L-BFGS,
+      standardised), with ``heads.ncc_fit/ncc_predict`` and ``collapse.nc1``: the same
+      quantities as the PyTorch side, which runs the paper's SGD probe;
+    * ``all``: the same probe and NCC with ``collapse.collapse_metrics`` (every NC metric, with
+      NC3/NC4/misalignment against the probe's weights, overall and restricted to retain /
+      forget classes, forget class 0), what ``jaxunlearn evaluate``/``analyze`` compute;
+    * ``sgd``: the paper's protocol in JAX, ``heads.linear_probe_sgd(standardize=True)``, NCC
+      and ``collapse.nc1``.
     """
 
     def __init__(self, a):
@@ -223,7 +225,7 @@ class EvalSuite:
         self.tx, self.ty, self.vx = jnp.asarray(tx), jnp.asarray(ty), jnp.asarray(vx)
         self.vy = vy
         self.parts: dict[str, list] = {}
-        self.configs = (a.configs or "default,sgd").split(",")
+        self.configs = (a.configs or "default,all,sgd").split(",")
         self.out = {}
 
     def probe(self, cfg):
@@ -236,7 +238,7 @@ class EvalSuite:
 
     def collapse_part(self, cfg, params):
         k = common.EVAL["num_classes"]
-        if cfg == "sgd":
+        if cfg != "all":
             return {"nc1": float(block(self.collapse.nc1(self.tx, self.ty, k)))}
         weights = (params.w / params.scale[:, None]).T  # [K, D], acting on the raw features
         bias = params.b - weights @ params.mean
@@ -264,8 +266,9 @@ class EvalSuite:
         return {**main, "by_config": self.out,
                 "parts_median_s": {c: {k: float(np.median(v)) for k, v in p.items() if v}
                                    for c, p in self.parts.items()},
-                "what": "default: heads.linear_probe_fit (L-BFGS) + NCC + collapse.collapse_metrics (all, "
-                        "retain/forget); sgd: heads.linear_probe_sgd(standardize=True) + NCC + collapse.nc1",
+                "what": "default: heads.linear_probe_fit (L-BFGS) + NCC + collapse.nc1; all: the same with "
+                        "collapse.collapse_metrics (every NC metric, overall, retain and forget); sgd: "
+                        "heads.linear_probe_sgd(standardize=True) + NCC + collapse.nc1",
                 **{k: v for k, v in common.EVAL.items()}}
 
 

@@ -55,11 +55,11 @@ def suite_main(digits: str, device: str) -> list[dict]:
          "args": ["--model", "resnet18", "--steps", "20" if gpu else "1"], "repeats": 5 if gpu else 3,
          "unit": "img/s", "variants": r18_variants},
         {"name": "eval_suite", "bench": "eval", "args": [], "repeats": 3, "unit": "s",
-         "torch_args": [] if gpu else ["--threads", "1"]},
+         "torch_args": []},
         {"name": "sweep/8_seeds", "bench": "sweep_seeds", "args": d, "repeats": 3, "unit": "s",
-         "torch_args": [] if gpu else ["--threads", "1"]},
+         "torch_args": []},
         {"name": "sweep/unlearn_10_classes", "bench": "sweep_unlearn", "args": d, "repeats": 3, "unit": "s",
-         "torch_args": [] if gpu else ["--threads", "1"]},
+         "torch_args": []},
     ]
 
 
