@@ -88,9 +88,10 @@ FASHION_MNIST = StudyConfig(
             MethodRun("neggrad_plus", "cmf", (("lr", 0.02), ("forget_weight", 0.5)), _ONE_EPOCH),
             MethodRun("scrub", "cmf", (("lr", 0.05),), _ONE_EPOCH + (("msteps", 1),))),
     curve_methods=(MethodRun("random_label"), MethodRun("random_label", "cmf", (("lr", 0.05),))),
-    # The relearning attack on every unlearned model of tables 1 and 3 (forget set 0).
-    relearn_methods=("retrain", "finetune-full", "random_label-full", "salun-full", "neggrad_plus-full",
-                     "scrub-full", "svd-full", "random_label-cmf", "salun-cmf", "neggrad_plus-cmf", "scrub-cmf"),
+    # The relearning attack on Retrain, RL and RL + CMF (forget set 0). All 11 unlearned models
+    # of tables 1 and 3 (keys "finetune-full", "salun-full", ..., "scrub-cmf") took the fresh
+    # study from 21.4 to 29.2 minutes on the 2-core CPU: too close to the 30-minute budget.
+    relearn_methods=("retrain", "random_label-full", "random_label-cmf"),
 )
 
 DIGITS = dataclasses.replace(
