@@ -361,8 +361,7 @@ def train_model(ds: data_lib.Dataset, model: str, recipe: Recipe, seed: int, wor
                        steps_per_epoch=spe, chunk=checkpoint_every, evaluate=evaluate,
                        early_stopping_metric="val_accuracy" if len(val_y) else None,
                        patience=recipe.patience, on_chunk=on_chunk, log=log, progress=progress,
-                       should_stop=stop, block=mesh is not None and jax.device_count() > 1,
-                       best=best, on_best=on_best)
+                       should_stop=stop, best=best, on_best=on_best)
     if result.interrupted:
         raise Interrupted(f"interrupted at step {int(result.state.step)}: state saved in {ck_dir}; "
                           "run the same command again to resume")

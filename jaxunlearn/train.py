@@ -291,7 +291,7 @@ def fit(run_steps: Callable, state: TrainState, key: jax.Array, data, streams, h
         evaluate: Callable[[TrainState], dict] | None = None, early_stopping_metric: str | None = None,
         patience: int | None = None, on_chunk: Callable[[TrainState, int], None] | None = None,
         log: Callable[[dict], None] | None = None, progress: bool | str = False,
-        should_stop: Callable[[], bool] | None = None, block: bool = False,
+        should_stop: Callable[[], bool] | None = None,
         best: tuple | None = None, on_best: Callable | None = None,
         before_epoch: Callable[[TrainState, int, Any], Any] | None = None) -> FitResult:
     """Runs ``epochs`` epochs from ``state.step`` (so a restored state resumes where it stopped).
@@ -309,7 +309,6 @@ def fit(run_steps: Callable, state: TrainState, key: jax.Array, data, streams, h
       log: receives one dict per epoch (JSON-lines metrics).
       progress: show a tqdm bar (a string is used as its description).
       should_stop: polled after each chunk; True ends the run cleanly (``interrupted=True``).
-      block: wait for every chunk's result (needed with several CPU devices; see DESIGN.md).
       best: ``(score, state, epoch, epochs_since_best)`` carried over from before a resume.
       before_epoch: ``(state, epoch, aux) -> aux`` at the start of every epoch (e.g. recompute
         and freeze a CMF head); also on resuming mid-epoch.
@@ -345,8 +344,6 @@ def fit(run_steps: Callable, state: TrainState, key: jax.Array, data, streams, h
                     raise Diverged(bad, f"diverged: non-finite loss or parameters at step {bad} "
                                         f"(epoch {epoch + 1}); the last finite state is kept")
                 state = new_state
-                if block:
-                    jax.block_until_ready(state)
                 epoch_metrics.append(jax.tree.map(lambda m: np.asarray(m).mean(), metrics))
                 offset += num
                 done += num
