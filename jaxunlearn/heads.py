@@ -133,8 +133,10 @@ def linear_probe_fit(
         L(W, b) = (1/N) sum_i CE(softmax(z_i W + b), y_i) + (l2 / 2) ||W||_F^2
 
     is minimised from W = 0, b = 0 with L-BFGS (``optax.lbfgs``, zoom line search) until the
-    gradient norm is below ``tol`` or ``max_iter`` iterations. The bias is not penalised.
-    This is sklearn's ``LogisticRegression(C=1 / (l2 * N))`` on the standardised features.
+    largest absolute gradient component is below ``tol`` or ``max_iter`` iterations. The bias
+    is not penalised. This is sklearn's ``LogisticRegression(C=1 / (l2 * N))`` on the
+    standardised features, with sklearn's stopping rule (its L-BFGS ``pgtol``: max-abs
+    gradient <= ``tol``; on 60,000 x 512 features both stop after 15 iterations).
 
     Jitted; every argument but ``num_classes``, ``max_iter``, ``memory_size`` may be traced,
     so ``jax.vmap`` over a leading models axis (features, labels, or ``l2``) works.
@@ -145,7 +147,7 @@ def linear_probe_fit(
       num_classes: K.
       l2: L2 penalty on W (per-sample-mean loss scale).
       max_iter: maximum L-BFGS iterations.
-      tol: stop when the gradient's global L2 norm falls below this.
+      tol: stop when every gradient component's absolute value falls below this.
       memory_size: L-BFGS history length.
 
     Returns:
@@ -179,8 +181,8 @@ def linear_probe_fit(
     def cond(carry):
         _, state = carry
         count = otu.tree_get(state, "count")
-        gnorm = otu.tree_norm(otu.tree_get(state, "grad"))
-        return (count == 0) | ((count < max_iter) & (gnorm >= tol))
+        gmax = otu.tree_norm(otu.tree_get(state, "grad"), ord=jnp.inf)
+        return (count == 0) | ((count < max_iter) & (gmax >= tol))
 
     (wk, b), _ = jax.lax.while_loop(cond, body, (p0, opt.init(p0)))
     return ProbeParams(w=wk.T, b=b, mean=mean, scale=scale)

@@ -93,6 +93,33 @@ def test_fast_probe_matches_sklearn_on_noisy_mixture(noisy):
     assert np.mean(pred == ref_pred) >= 0.97
 
 
+def test_fast_probe_stops_on_sklearns_rule(noisy):
+    """The returned probe satisfies the documented stop: every component of the gradient of
+    (1/N) sum CE + (l2/2)||W||^2 (a float64 NumPy transcription on the standardised features)
+    is below ``tol`` in absolute value, and it is the sklearn optimum's objective value."""
+    x, y, _, _ = noisy
+    l2, tol = 1e-4, 1e-4
+    params = heads.linear_probe_fit(x, y, 6, l2=l2, tol=tol)
+    z = (x.astype(np.float64) - np.asarray(params.mean, np.float64)) / np.asarray(params.scale, np.float64)
+    w, b = np.asarray(params.w, np.float64), np.asarray(params.b, np.float64)
+
+    def objective_and_grad(w, b):
+        logits = z @ w + b
+        logits -= logits.max(1, keepdims=True)
+        p = np.exp(logits)
+        p /= p.sum(1, keepdims=True)
+        onehot = np.eye(6)[y]
+        loss = -np.mean(np.log(p[np.arange(len(y)), y])) + 0.5 * l2 * np.sum(w ** 2)
+        d = (p - onehot) / len(y)
+        return loss, z.T @ d + l2 * w, d.sum(0)
+
+    loss, gw, gb = objective_and_grad(w, b)
+    assert max(np.abs(gw).max(), np.abs(gb).max()) < 2 * tol  # float32 iterates: a 2x margin
+    ref = LogisticRegression(C=1 / (l2 * len(y)), tol=1e-10, max_iter=10_000).fit(z, y)
+    ref_loss, _, _ = objective_and_grad(ref.coef_.T, ref.intercept_)
+    assert loss == pytest.approx(ref_loss, abs=1e-6)
+
+
 def test_fast_probe_vmaps_over_models(noisy):
     x, y, _, _ = noisy  # the shapes of the test above: the single fits reuse its compile
     x2 = x * 2.0 + np.float32(0.3) * np.roll(x, 1, axis=1)
