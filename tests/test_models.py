@@ -48,3 +48,25 @@ def test_vit_s16_at_224_has_197_tokens():
 def test_unknown_model():
     with pytest.raises(ValueError, match="unknown model 'nope'"):
         get_model("nope", 10)
+
+
+@pytest.mark.parametrize("shape", [(3, 8, 6, 4), (2, 7, 9, 3)])
+def test_cnn_max_pool_matches_flax_max_pool_values_and_gradient(shape):
+    """The small CNN's pool (custom VJP) equals ``nn.max_pool``: values, and the gradient going
+    to the first maximal element of each window, on inputs full of ties and odd sizes."""
+    import flax.linen as nn
+
+    from jaxunlearn.models.cnn import max_pool_2x2
+
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.integers(0, 3, shape).astype(np.float32))  # values 0..2: many ties
+    g = jnp.asarray(rng.normal(size=(shape[0], shape[1] // 2, shape[2] // 2, shape[3])).astype(np.float32))
+    y_ref, vjp_ref = jax.vjp(lambda v: nn.max_pool(v, (2, 2), (2, 2)), x)
+    y, vjp = jax.vjp(jax.jit(max_pool_2x2), x)
+    np.testing.assert_array_equal(np.asarray(y), np.asarray(y_ref))
+    (gx,), (gx_ref,) = vjp(g), vjp_ref(g)
+    np.testing.assert_array_equal(np.asarray(gx), np.asarray(gx_ref))
+    assert float(jnp.sum(gx)) == pytest.approx(float(jnp.sum(g)), rel=1e-6)  # each window passes g once
+    batched = jax.vmap(jax.grad(lambda v: jnp.sum(max_pool_2x2(v) * g[0])))(x)
+    single = jax.grad(lambda v: jnp.sum(nn.max_pool(v, (2, 2), (2, 2)) * g[0]))(x[1])
+    np.testing.assert_array_equal(np.asarray(batched[1]), np.asarray(single))

@@ -3,20 +3,53 @@
 from typing import Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 
-def max_pool_2x2(x):
-    """``nn.max_pool(x, (2, 2), (2, 2))`` as a reshape + max over ``[B, H, W, C]``.
+def _pool_windows(x):
+    """``[..., H, W, C]`` -> ``[..., H//2, 2, W//2, 2, C]`` (an odd last row/column is dropped)."""
+    *lead, h, w, c = x.shape
+    return x[..., : h // 2 * 2, : w // 2 * 2, :].reshape(*lead, h // 2, 2, w // 2, 2, c)
 
-    Same values; the gradient is elementwise instead of XLA:CPU's variadic reduce-window with
-    index tracking (measured cheaper on CPU, benchmarks/README.md). Ties in a window share the
-    gradient instead of one element taking it; after a ReLU the tied values are zeros, whose
-    gradient is zero, so training is unchanged.
+
+@jax.custom_vjp
+def max_pool_2x2(x):
+    """``nn.max_pool(x, (2, 2), (2, 2))`` over ``[..., H, W, C]``: the same values and gradient.
+
+    Forward: a reshape + max. Backward (custom VJP): each window's gradient goes to its first
+    maximal element in row-major order, as in ``nn.max_pool`` and PyTorch, computed with
+    elementwise selects. XLA:CPU's own gradients are slower: ``nn.max_pool``'s variadic
+    reduce-window with index tracking, and ``jnp.max``'s (which splits the gradient among
+    ties) tie-count reduction, which XLA fuses with the next convolution's input gradient into
+    a YNNPACK kernel ~2x slower than that convolution alone (benchmarks/README.md).
     """
-    b, h, w, c = x.shape
-    x = x[:, : h // 2 * 2, : w // 2 * 2]
-    return jnp.max(x.reshape(b, h // 2, 2, w // 2, 2, c), axis=(2, 4))
+    return jnp.max(_pool_windows(x), axis=(-4, -2))
+
+
+def _max_pool_fwd(x):
+    y = max_pool_2x2(x)
+    return y, (x, y)
+
+
+def _max_pool_bwd(res, g):
+    x, y = res
+    xw = _pool_windows(x)
+    taken = jnp.zeros(y.shape, bool)
+    rows = []
+    for i in range(2):
+        cols = []
+        for j in range(2):
+            first = (xw[..., i, :, j, :] == y) & ~taken
+            taken = taken | first
+            cols.append(jnp.where(first, g, jnp.zeros_like(g)))
+        rows.append(jnp.stack(cols, axis=-2))  # [..., H//2, W//2, 2, C]
+    *lead, h, w, c = x.shape
+    gx = jnp.stack(rows, axis=-4).reshape(*lead, h // 2 * 2, w // 2 * 2, c)
+    return (jnp.pad(gx, [(0, 0)] * len(lead) + [(0, h % 2), (0, w % 2), (0, 0)]),)
+
+
+max_pool_2x2.defvjp(_max_pool_fwd, _max_pool_bwd)
 
 
 class SmallCNN(nn.Module):
