@@ -209,6 +209,7 @@ bash benchmarks/setup_torch.sh                 # PyTorch side: benchmarks/.torch
 .venv/bin/python benchmarks/run.py             # main suite -> results.json, README.md
 .venv/bin/python benchmarks/run.py --suite attempts   # speed-up attempts -> attempts.json
 .venv/bin/python benchmarks/analyze_cli.py     # `jaxunlearn analyze` on 60k x 512 -> analyze_cli.json
+.venv/bin/python benchmarks/cnn_ablation.py    # small CNN step: pool / BatchNorm variants -> cnn_ablation.json
 .venv/bin/python benchmarks/render.py          # README.md from the JSON files
 bash benchmarks/gpu.sh                         # one GPU -> results-gpu.json
 ```
@@ -229,7 +230,8 @@ Train steps: batch 128, SGD Nesterov momentum 0.9, weight decay 5e-4, constant l
 rate, each step gathering its batch from a uint8 dataset array (random images) and
 normalising it. JAX uses the library (`train.make_step(net, train.supervised_loss, cfg)` in
 `train.make_run_steps`, host loop on CPU); PyTorch uses `torch_models.py`, the same
-architectures (`check_equivalence.py` loads Flax weights into them and compares logits).
+architectures (`check_equivalence.py` loads Flax weights into them and compares logits and, in
+float64, the training-mode loss gradient of every parameter).
 
 ## Results
 
@@ -249,22 +251,36 @@ NOTES = """* What the attempts show (numbers in the tables above): most of the J
   YNNPACK by default; `XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=-INDIVIDUAL_CONVOLUTION`
   sends convolutions back to XLA's own Eigen kernels and cuts the step's CPU time the most.
   The small CNN's 2x2 max-pool differentiates through a variadic reduce-window with index
-  tracking; a reshape + max gives bit-identical updates here (ReLU precedes the pool) and is
-  cheaper. XNNPACK / oneDNN flags, `xla_cpu_multi_thread_eigen=false` and donating the state
-  change little; `lax.scan` over conv-net steps is far slower on CPU (the library's host-loop
+  tracking; a reshape + max is cheaper, but its gradient splits ties (constant background
+  patches) and XLA fused its tie-count reduction with the next convolution's input gradient
+  into a YNNPACK kernel ~2x slower than that convolution alone (profile, 2026-11-29). The
+  library's pool (`models/cnn.py`) is now reshape + max with a custom VJP that routes each
+  window's gradient to its first maximum, `nn.max_pool`'s and PyTorch's rule (tested equal to
+  `nn.max_pool`; `check_equivalence.py` compares the float64 gradients with PyTorch's):
+  +9 % train step over the plain reshape + max and +35 % over `nn.max_pool` (ablation table). XNNPACK / oneDNN flags,
+  `xla_cpu_multi_thread_eigen=false` and donating the state change little; `lax.scan` over conv-net steps is far slower on CPU (the library's host-loop
   default is right); a GEMM-based weight gradient (`fastconv.py`) helps without the flag but
   loses to it. Two virtual CPU devices can only pay off when both cores are free.
 * Timings come from a shared 2-core machine on which other jobs were running; the "cores
   busy" column shows how much CPU each side actually got. Compare sides within a row (their
   runs were interleaved), not rows across dates.
 * The library's CPU defaults include the two changes the attempts found (the YNN flag, set by
-  `jaxunlearn/__init__.py` at import on jaxlib 0.12, and the reshape max-pool in
-  `models/cnn.py`), so the main table's JAX column is the library as it is. The attempts
+  `jaxunlearn/__init__.py` at import on jaxlib 0.12, and the max-pool in `models/cnn.py`), so
+  the main table's JAX column is the library as it is. The attempts
   table was measured before they moved into the library: its "library default" row is the
   old default and its flag / pool rows are the changes since adopted.
 * The "2 CPU devices" variants run the library's own data-parallel path (what `jaxunlearn
   train --devices 2` does: two XLA CPU devices, the batch sharded, one jitted step per
   device pair); they pay off only when both cores are free.
+* Where the small CNN's one-device step still goes (ablation table): without its three
+  BatchNorms the step is 1.35x faster, so BatchNorm's forward and backward take ~26 % of the
+  step, where PyTorch's profiler puts its own BatchNorm at ~12 % of its step; a hand-written
+  BatchNorm VJP and a one-reduction statistics variant measured the same as Flax's (scratch A/B
+  runs, not kept). The convolutions run at 80-160 GFLOP/s (the
+  14x14x32 -> 64 layer is the slowest); im2col + GEMM and shifted-matmul formulations of the
+  two 3x3 layers were 1.3-3.9x slower (forward + backward) than XLA's convolution. XLA flags tried
+  (`xla_cpu_enable_concurrency_optimized_scheduler`, XNN graph fusion, removing YNN
+  REDUCE/ELTWISE/DOT fusions) moved the step by less than the run-to-run spread.
 * JAX on GPU: `gpu.sh` (not run here; no GPU on this machine)."""
 
 
@@ -300,6 +316,16 @@ def main():
                  f"{an['what']}. Wall time per run (median of {len(an['walls_s'])}): **{an['median_s']:.1f} s** "
                  f"(range {an['min_s']:.1f}–{an['max_s']:.1f}); inside the command: {rt}. "
                  f"Measured {an['date']} with `{an['command']}`, load average {an['machine'].get('loadavg')}.\n")
+    abl = load("cnn_ablation.json")
+    if abl:
+        base = abl["variants"]["library"]["img_s_median"]
+        rows = "\n".join(f"| {name} | {v['img_s_median']:.0f} ({v['img_s_min']:.0f}–{v['img_s_max']:.0f}) | "
+                         f"{v['img_s_median'] / base:.2f} |" for name, v in abl["variants"].items())
+        text += (f"\n## Small CNN train step: ablation in one process (`cnn_ablation.json`)\n\n"
+                 f"{abl['what']}; {abl['rounds']} interleaved rounds of {abl['steps_per_run']} steps, "
+                 f"median img/s (range). Measured {abl['date']} with `{abl['command'].strip()}`. "
+                 "Variants are described in `cnn_ablation.py`; `no BatchNorm` is a diagnostic, not a model.\n\n"
+                 "| variant | img/s | vs library |\n|---|---|---|\n" + rows + "\n")
     gpu = load("results-gpu.json")
     if gpu:
         text += "\n## GPU (`results-gpu.json`)\n\n" + main_table(gpu) + "\n"
