@@ -42,6 +42,14 @@ def test_evaluate_writes_every_section(pipeline):
         assert section in r
     assert set(r["similarity"]) == {"original", "retrained"}
     assert set(r["relearn"]) == {"10", "100"}
+    for k, curve in r["relearn"].items():  # before the first attack step: the model's own accuracies
+        assert curve["steps"][0] == 0 and len(curve["retain"]) == len(curve["steps"])
+        assert curve["full"][0] == pytest.approx(r["full"]["forget"], abs=1e-6)
+        assert curve["retain"][0] == pytest.approx(r["full"]["retain"], abs=1e-6)
+        # the attack set: k forget samples and k of each of the 9 retain classes
+        assert (curve["num_forget"], curve["num_retain"]) == (int(k), 9 * int(k))
+        # with retain samples in the set the attack does not collapse the model onto the class
+        assert curve["retain"][-1] > 0.8
     assert "nc1" in r["collapse"] and "misalignment" in r["collapse"]
     # refuses to overwrite the JSON
     assert cli.main(["evaluate", str(pipeline / "rl"), "--json", str(out)]) == 2
