@@ -90,7 +90,8 @@ FASHION_MNIST = StudyConfig(
     curve_methods=(MethodRun("random_label"), MethodRun("random_label", "cmf", (("lr", 0.05),))),
     # The relearning attack on Retrain, RL and RL + CMF (forget set 0). All 11 unlearned models
     # of tables 1 and 3 (keys "finetune-full", "salun-full", ..., "scrub-cmf") took the fresh
-    # study from 21.4 to 29.2 minutes on the 2-core CPU: too close to the 30-minute budget.
+    # study from 21.4 to 29.2 minutes on the 2-core CPU with the earlier forget-only attack (the
+    # balanced attack set costs ~25 % more): too close to the 30-minute budget.
     relearn_methods=("retrain", "random_label-full", "random_label-cmf"),
 )
 
