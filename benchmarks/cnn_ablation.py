@@ -2,9 +2,9 @@
 
     .venv/bin/python benchmarks/cnn_ablation.py [--rounds 8] [--steps 5]
 
-Each variant is the library's train step (``train.make_step`` in ``train.make_run_steps``, the
-setting of ``jax_side.py train_step --model cnn``) on a ``SmallCNN`` whose max-pool or
-BatchNorm is swapped while the step is traced:
+Each variant is ``jax_side.TrainStep`` (the library's ``train.make_step`` in
+``train.make_run_steps``, what ``jax_side.py train_step --model cnn`` times) on a ``SmallCNN``
+whose max-pool or BatchNorm is swapped while the step is traced:
 
 * ``library``: the model as it is (reshape + max pool with a custom VJP, Flax BatchNorm);
 * ``pool=jnp.max``: the pool differentiated by JAX (``jnp.max``, ties share the gradient),
@@ -34,15 +34,13 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 import common  # noqa: E402
+import jax_side  # noqa: E402
 
 import flax.linen as nn  # noqa: E402
-import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jaxunlearn import train  # noqa: E402
-from jaxunlearn.models import cnn, get_model  # noqa: E402
-from jaxunlearn.state import Net  # noqa: E402
+from jaxunlearn.models import cnn  # noqa: E402
 
 
 class _Identity(nn.Module):
@@ -81,34 +79,15 @@ def patched(module, attrs):
 
 
 def make_variant(attrs, steps):
-    spec = common.TRAIN["cnn"]
-    net = Net(get_model("cnn", 10), spec["mean"], spec["std"])
-    cfg = train.OptimConfig(optimizer="sgd", momentum=common.OPTIM["momentum"],
-                            nesterov=common.OPTIM["nesterov"],
-                            weight_decay=common.OPTIM["weight_decay"], schedule="constant")
-    rng = np.random.default_rng(0)
-    n = common.num_train("cnn", steps)
-    data = {"images": jnp.asarray(rng.integers(0, 256, (n, *spec["image_shape"]), dtype=np.uint8)),
-            "labels": jnp.asarray(rng.integers(0, 10, n, dtype=np.int32))}
-    with patched(cnn, attrs):
-        state = train.init_state(net, jax.random.key(0), spec["image_shape"], cfg)
-        run_steps = train.make_run_steps(train.make_step(net, train.supervised_loss, cfg),
-                                         {"train": common.BATCH}, "train")
-    args = (jax.random.key(1), data, {"train": jnp.arange(n, dtype=jnp.int32)},
-            {"lr": jnp.float32(common.OPTIM["lr"])}, {})
-    box = {"state": state, "calls": 0}
-    spe = n // common.BATCH
-
-    def run():
-        epoch, start = divmod(box["calls"] * steps, spe)
-        box["state"], m = run_steps(box["state"], *args, epoch, min(start, spe - steps), steps)
-        jax.block_until_ready((box["state"], m))
-        box["calls"] += 1
-
-    with patched(cnn, attrs):  # the first call traces and compiles with the variant in place
-        run()
-        run()
-    return run
+    """``jax_side.TrainStep`` (the train-step benchmark's setting) traced with ``attrs`` patched
+    into ``models/cnn.py``; returns its timed run."""
+    args = types.SimpleNamespace(model="cnn", steps=steps, devices=1, own_loop=False, donate=False,
+                                 loop=None)
+    with patched(cnn, attrs):  # set-up and the first runs trace and compile with the variant
+        bench = jax_side.TrainStep(args)
+        bench.run(None)
+        bench.run(None)
+    return lambda: bench.run(None)
 
 
 def main():

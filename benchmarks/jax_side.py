@@ -41,17 +41,20 @@ def parse():
     return p.parse_args()
 
 
-ARGS = parse()
-_flags = [os.environ.get("XLA_FLAGS", ""), ARGS.xla_flags]
-if ARGS.devices > 1:
-    _flags.append(f"--xla_force_host_platform_device_count={ARGS.devices}")
-os.environ["XLA_FLAGS"] = " ".join(f for f in _flags if f).strip()
+# Run as a script: the options that must act before JAX starts. Imported (cnn_ablation.py reuses
+# TrainStep): no options, JAX as the importer set it up.
+ARGS = parse() if __name__ == "__main__" else None
+if ARGS is not None:
+    _flags = [os.environ.get("XLA_FLAGS", ""), ARGS.xla_flags]
+    if ARGS.devices > 1:
+        _flags.append(f"--xla_force_host_platform_device_count={ARGS.devices}")
+    os.environ["XLA_FLAGS"] = " ".join(f for f in _flags if f).strip()
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-if ARGS.patch:
+if ARGS is not None and ARGS.patch:
     import fastconv  # noqa: E402
     if "conv" in ARGS.patch:
         fastconv.patch_flax_conv()

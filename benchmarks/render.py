@@ -257,8 +257,9 @@ NOTES = """* What the attempts show (numbers in the tables above): most of the J
   library's pool (`models/cnn.py`) is now reshape + max with a custom VJP that routes each
   window's gradient to its first maximum, `nn.max_pool`'s and PyTorch's rule (tested equal to
   `nn.max_pool`; `check_equivalence.py` compares the float64 gradients with PyTorch's):
-  +9 % train step over the plain reshape + max and +35 % over `nn.max_pool` (ablation table). XNNPACK / oneDNN flags,
-  `xla_cpu_multi_thread_eigen=false` and donating the state change little; `lax.scan` over conv-net steps is far slower on CPU (the library's host-loop
+  +7 % train step over the plain reshape + max and +35 % over `nn.max_pool` (ablation
+  table). XNNPACK / oneDNN flags, `xla_cpu_multi_thread_eigen=false` and donating the state
+  change little; `lax.scan` over conv-net steps is far slower on CPU (the library's host-loop
   default is right); a GEMM-based weight gradient (`fastconv.py`) helps without the flag but
   loses to it. Two virtual CPU devices can only pay off when both cores are free.
 * Timings come from a shared 2-core machine on which other jobs were running; the "cores
@@ -273,7 +274,7 @@ NOTES = """* What the attempts show (numbers in the tables above): most of the J
   train --devices 2` does: two XLA CPU devices, the batch sharded, one jitted step per
   device pair); they pay off only when both cores are free.
 * Where the small CNN's one-device step still goes (ablation table): without its three
-  BatchNorms the step is 1.35x faster, so BatchNorm's forward and backward take ~26 % of the
+  BatchNorms the step is 1.39x faster, so BatchNorm's forward and backward take ~28 % of the
   step, where PyTorch's profiler puts its own BatchNorm at ~12 % of its step; a hand-written
   BatchNorm VJP and a one-reduction statistics variant measured the same as Flax's (scratch A/B
   runs, not kept). The convolutions run at 80-160 GFLOP/s (the
