@@ -210,6 +210,7 @@ bash benchmarks/setup_torch.sh                 # PyTorch side: benchmarks/.torch
 .venv/bin/python benchmarks/run.py --suite attempts   # speed-up attempts -> attempts.json
 .venv/bin/python benchmarks/analyze_cli.py     # `jaxunlearn analyze` on 60k x 512 -> analyze_cli.json
 .venv/bin/python benchmarks/cnn_ablation.py    # small CNN step: pool / BatchNorm variants -> cnn_ablation.json
+benchmarks/.torch-venv/bin/python benchmarks/torch_profile_cnn.py   # PyTorch's BatchNorm share of its CNN step
 .venv/bin/python benchmarks/render.py          # README.md from the JSON files
 bash benchmarks/gpu.sh                         # one GPU -> results-gpu.json
 ```
@@ -275,13 +276,15 @@ NOTES = """* What the attempts show (numbers in the tables above): most of the J
   device pair); they pay off only when both cores are free.
 * Where the small CNN's one-device step still goes (ablation table): without its three
   BatchNorms the step is 1.39x faster, so BatchNorm's forward and backward take ~28 % of the
-  step, where PyTorch's profiler puts its own BatchNorm at ~12 % of its step; a hand-written
-  BatchNorm VJP and a one-reduction statistics variant measured the same as Flax's (scratch A/B
-  runs, not kept). The convolutions run at 80-160 GFLOP/s (the
-  14x14x32 -> 64 layer is the slowest); im2col + GEMM and shifted-matmul formulations of the
-  two 3x3 layers were 1.3-3.9x slower (forward + backward) than XLA's convolution. XLA flags tried
-  (`xla_cpu_enable_concurrency_optimized_scheduler`, XNN graph fusion, removing YNN
-  REDUCE/ELTWISE/DOT fusions) moved the step by less than the run-to-run spread.
+  step, where PyTorch's profiler puts its own BatchNorm at 12-14 % of its step
+  (`benchmarks/.torch-venv/bin/python benchmarks/torch_profile_cnn.py`). Scratch A/B runs of
+  2026-11-29 (scripts not kept, so these are notes, not table figures): a hand-written
+  BatchNorm VJP and a one-reduction statistics variant measured the same as Flax's; the
+  convolutions ran at 80-160 GFLOP/s (the 14x14x32 -> 64 layer the slowest); im2col + GEMM and
+  shifted-matmul formulations of the two 3x3 layers were 1.3-3.9x slower (forward + backward)
+  than XLA's convolution; XLA flags (`xla_cpu_enable_concurrency_optimized_scheduler`, XNN
+  graph fusion, removing YNN REDUCE/ELTWISE/DOT fusions) moved the step by less than the
+  run-to-run spread.
 * JAX on GPU: `gpu.sh` (not run here; no GPU on this machine)."""
 
 
