@@ -115,6 +115,9 @@ class Method:
       from_scratch: re-initialise the parameters first (retrain).
       classifier_loss: whether the loss reads the model's logits (so it composes with
         ``classifier_only`` and ``cmf`` modes).
+      host_side: empty for a method whose whole run is traceable (jit / vmap / shard over
+        seeds and forget sets); otherwise one line saying which step runs on the host (it
+        then runs only through the host driver :func:`unlearn`, and sweeps loop over it).
     """
 
     name: str
@@ -128,10 +131,15 @@ class Method:
     streams: Callable | None = None
     from_scratch: bool = False
     classifier_loss: bool = True
+    host_side: str = ""
 
     @property
     def training_free(self) -> bool:
         return self.apply is not None
+
+    @property
+    def traceable(self) -> bool:
+        return not self.host_side
 
 
 def default_streams(problem: Problem, settings: Settings) -> dict:
