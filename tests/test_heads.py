@@ -233,3 +233,81 @@ def test_evaluate_heads(noisy, probe):
     assert out["ncc"] == heads.split_accuracy(np.asarray(ncc_pred), yt, [2])
     no_knn = heads.evaluate_heads(x, y, xt, yt, None, 6, probe="none", knn=False)
     assert set(no_knn) == {"ncc", "timings"} and no_knn["ncc"]["forget"] is None
+
+
+# ----------------------------------------------------------------------------- SGD probe protocols
+
+
+def _numpy_sgd_probe(x, y, k, key, *, lr, momentum, batch_size, epochs, holdout, cosine, patience):
+    """NumPy transcription of the authors' probe loop (evaluation/linear_prob.py,
+    ``_train_linear_probe``), fed the random draws ``linear_probe_sgd`` makes from ``key``."""
+    n, d = x.shape
+    n_hold = int(round(holdout * n))
+    k_split, k_w, k_b, k_shuffle = jax.random.split(key, 4)
+    perm = np.asarray(jax.random.permutation(k_split, n))
+    bound = 1.0 / np.sqrt(d)
+    w = np.asarray(jax.random.uniform(k_w, (d, k), jnp.float32, -bound, bound), np.float64)
+    b = np.asarray(jax.random.uniform(k_b, (k,), jnp.float32, -bound, bound), np.float64)
+    xh, yh = x[perm[:n_hold]].astype(np.float64), y[perm[:n_hold]]
+    xt, yt = x[perm[n_hold:]].astype(np.float64), y[perm[n_hold:]]
+    bw, bb = np.zeros_like(w), np.zeros_like(b)
+    best, best_p, no_imp, hist = -1.0, (w, b), 0, []
+    for e in range(epochs):
+        rate = lr * 0.5 * (1 + np.cos(np.pi * e / epochs)) if cosine else lr
+        order = np.asarray(jax.random.permutation(jax.random.fold_in(k_shuffle, e), len(yt)))
+        for s in range(0, len(order), batch_size):
+            idx = order[s:s + batch_size]
+            logits = xt[idx] @ w + b
+            p = np.exp(logits - logits.max(1, keepdims=True))
+            p /= p.sum(1, keepdims=True)
+            p[np.arange(len(idx)), yt[idx]] -= 1.0
+            gw, gb = xt[idx].T @ p / len(idx), p.mean(0)
+            bw, bb = momentum * bw + gw, momentum * bb + gb
+            w, b = w - rate * bw, b - rate * bb
+        acc = float(np.mean(np.argmax(xh @ w + b, 1) == yh))
+        hist.append(acc)
+        if acc > best:
+            best, best_p, no_imp = acc, (w.copy(), b.copy()), 0
+        else:
+            no_imp += 1
+        if patience is not None and no_imp >= patience:
+            break
+    return best_p, np.asarray(hist + [np.nan] * (epochs - len(hist)))
+
+
+@pytest.mark.parametrize("cosine,patience", [(False, None), (True, None), (False, 2)])
+def test_sgd_probe_matches_numpy_transcription(cosine, patience):
+    x, y, _ = _mixture(21, 230, 5, 3, sep=0.6)  # 207 trained: partial last batch of 32
+    key = jax.random.key(4)
+    kw = dict(lr=0.05, momentum=0.9, batch_size=32, epochs=7, holdout=0.1, cosine=cosine,
+              patience=patience)
+    params, hist = heads.linear_probe_sgd(x, y, 3, key=key, return_history=True, **kw)
+    (w, b), ref_hist = _numpy_sgd_probe(x, y, 3, key, **kw)
+    np.testing.assert_allclose(np.asarray(params.w), w, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(params.b), b, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(hist), ref_hist, atol=1e-6)
+    if patience is not None:  # the fixture stops early (else the case tests nothing new)
+        assert np.isnan(ref_hist[-1])
+
+
+def test_probe_protocols_and_epoch_count_honoured(noisy):
+    x, y, xt, yt = noisy
+    assert heads.PROBE_PROTOCOLS["paper-cifar10"].epochs == 20
+    assert heads.PROBE_PROTOCOLS["paper-cifar100"].epochs == 150
+    tiny = heads.PROBE_PROTOCOLS["paper-tiny_imagenet"]
+    assert (tiny.epochs, tiny.cosine, tiny.patience, tiny.lr, tiny.batch_size) == (150, True, 40, 0.01, 128)
+    assert heads.paper_probe("cifar100") == "paper-cifar100"
+    assert heads.paper_probe("fashion_mnist") == "paper-cifar10"
+    key = jax.random.key(5)
+    for epochs in (1, 3):
+        out = heads.evaluate_heads(x, y, xt, yt, [2], 6, probe="sgd", knn=False, key=key,
+                                   probe_epochs=epochs)
+        params = heads.linear_probe_sgd(x, y, 6, key=key, epochs=epochs)
+        pred = np.asarray(jnp.argmax(heads.linear_probe_predict(params, xt), -1))
+        assert out["lp"] == heads.split_accuracy(pred, yt, [2])
+    _, hist = heads.linear_probe_sgd(x, y, 6, key=key, epochs=30, return_history=True)
+    assert hist.shape == (30,) and np.all(np.isfinite(np.asarray(hist)))
+    with pytest.raises(ValueError, match="unknown probe"):
+        heads.evaluate_heads(x, y, xt, yt, [2], 6, probe="paper-mnist")
+    with pytest.raises(ValueError, match="probe_epochs"):
+        heads.evaluate_heads(x, y, xt, yt, [2], 6, probe="sgd", probe_epochs=0)
