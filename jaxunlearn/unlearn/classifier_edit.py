@@ -95,4 +95,5 @@ METHOD = Method(
     settings=Settings(options=(("batch", 1000),)),
     apply=apply,
     classifier_loss=False,
+    host_side="reads the forget classes on the host to choose the head rows it edits",
 )

@@ -154,4 +154,5 @@ METHOD = Method(
     settings=Settings(options=(("samples", 900), ("chunk", 100))),
     apply=apply,
     classifier_loss=False,
+    host_side="samples the retain/forget rows and their classes on the host (NumPy)",
 )

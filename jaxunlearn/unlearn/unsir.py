@@ -103,4 +103,5 @@ METHOD = Method(
     phases=phases,
     prepare=prepare,
     streams=streams,
+    host_side="the noise is learned in a host loop over the forget classes read on the host",
 )
