@@ -16,16 +16,25 @@ def run(study) -> str:
                               privacy_attacks=False)
         table[title] = ev["layerwise"]
     out = study.out_dir("layerwise")
-    stages = list(next(iter(table.values())))
     runs.write_json_atomic(out / "layerwise.json", {"forget_set": c.forget_sets[0], "probes": table})
+    return write_outputs(out, c.dataset, table, c.forget_sets[0])
+
+
+def write_outputs(out, dataset: str, table: dict, forget_set) -> str:
+    """``layerwise.png`` / ``.md`` / ``.tex`` from the probes ``{model: {stage: {split: acc}}}``."""
+    stages = list(next(iter(table.values())))
     report.line_plot({t: (list(range(1, len(stages) + 1)), [v[s]["forget"] for s in stages]) for t, v in table.items()},
-                     out / "layerwise.png", f"{c.dataset}: forget-class probe accuracy by stage ({', '.join(stages)})",
-                     "stage", "forget-class LP accuracy (%)")
+                     out / "layerwise.png", f"{dataset}: linear-probe accuracy on the forget classes, by stage",
+                     "network stage (probe on its output)", "forget-class LP test accuracy (%)",
+                     xticklabels=[f"{i}\n{s}" for i, s in enumerate(stages, 1)],
+                     note=f"one seed, forget set {list(forget_set)}")
     lines = ["| model | " + " | ".join(stages) + " |", "|---|" + "---|" * len(stages)]
     lines += [f"| {t} | " + " | ".join(f"{100 * v[s]['forget']:.1f}" for s in stages) + " |" for t, v in table.items()]
     md = "### Layer-wise probes, forget-class test accuracy (%)\n\n" + "\n".join(lines) + "\n"
     runs.write_text_atomic(out / "layerwise.md", md)
-    runs.write_text_atomic(out / "layerwise.tex", "\\begin{tabular}{l" + "c" * len(stages) + "}\n" + " & ".join(
-        ["model"] + stages) + " \\\\\n" + "\n".join(f"{t} & " + " & ".join(f"{100 * v[s]['forget']:.1f}" for s in stages) + r" \\"
-                                                 for t, v in table.items()) + "\n\\end{tabular}\n")
+    tex = report.latex_tabular(["model"] + stages, [[t] + [f"{100 * v[s]['forget']:.1f}" for s in stages]
+                                                     for t, v in table.items()])
+    runs.write_text_atomic(out / "layerwise.tex",
+                           f"% {dataset}: forget-class linear-probe test accuracy (%) by stage\n"
+                           + tex)
     return md

@@ -41,10 +41,15 @@ def run(study) -> str:
             study._unlearn(r, 0, source, on_chunk=on_chunk, chunk=c.curve_every)
             curves[r.title] = points
         runs.write_json_atomic(path, {"forget_set": c.forget_sets[0], "every": c.curve_every, "curves": curves})
-    series = {f"{name} {h}": ([p["step"] for p in pts], [p[h] for p in pts])
-              for name, pts in curves.items() for h in ("full", "lp", "ncc")}
-    report.line_plot(series, out / "learning_curve.png", f"{c.dataset}: forget accuracy during unlearning",
-                     "unlearning step", "forget-class test accuracy (%)")
+    return write_outputs(out, c.dataset, curves)
+
+
+def write_outputs(out, dataset: str, curves: dict) -> str:
+    """``learning_curve.png`` / ``.md`` / ``.tex`` from ``{method: [{"step", "full", "lp", "ncc"}]}``."""
+    series = {f"{name}, {label}": ([p["step"] for p in pts], [p[h] for p in pts])
+              for name, pts in curves.items() for h, label in (("full", "Full"), ("lp", "LP"), ("ncc", "NCC"))}
+    report.line_plot(series, out / "learning_curve.png", f"{dataset}: forget-class accuracy during unlearning",
+                     "unlearning step", "forget-class test accuracy (%)", note="one seed, the study's first forget set")
     lines = ["| method | step | Full forget | LP forget | NCC forget |", "|---|---|---|---|---|"]
     for name, pts in curves.items():
         for p in pts:
@@ -56,7 +61,6 @@ def run(study) -> str:
 
 
 def _latex(curves):
-    rows = "\n".join(f"{n.replace('_', chr(92) + '_')} & {p['step']} & " + " & ".join(f"{100 * p[h]:.1f}" for h in ("full", "lp", "ncc")) + r" \\"
-                     for n, pts in curves.items() for p in pts)
-    return ("\\begin{tabular}{lcccc}\n\\toprule\nmethod & step & Full & LP & NCC \\\\\n\\midrule\n" + rows +
-            "\n\\bottomrule\n\\end{tabular}\n")
+    return report.latex_tabular(["method", "step", "Full", "LP", "NCC"],
+                                [[n, p["step"]] + [f"{100 * p[h]:.1f}" for h in ("full", "lp", "ncc")]
+                                 for n, pts in curves.items() for p in pts])
