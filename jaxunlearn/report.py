@@ -42,8 +42,12 @@ ID_COLUMNS = ("seed", "forget_set", "method", "mode", "head", "split")
 ACCURACY_SPLITS = ("retain", "forget", "all", "train_retain", "train_forget")
 #: the pseudo-head of model-level metrics (collapse, privacy, similarity, run times)
 MODEL = "model"
+#: readable names of metric columns (others are shown by their column name)
+METRIC_LABEL = {"mia_efficacy": "MIA-efficacy", "avg_gap": "Avg. gap", "cka_original": "CKA to original",
+                "cka_retrained": "CKA to retrained", "nc1": "NC1", "loss_attack_auc": "loss-attack AUC",
+                "loss_attack_accuracy": "loss-attack acc."}
 #: metrics that are fractions and are shown as percentages
-PERCENT_METRICS = ("accuracy", "UA", "RA", "TA", "mia_efficacy", "loss_attack_accuracy")
+PERCENT_METRICS = ("accuracy", "UA", "RA", "TA", "mia_efficacy", "loss_attack_accuracy", "avg_gap")
 
 
 # ----------------------------------------------------------------------------- escaping
@@ -312,7 +316,10 @@ def column_header(col) -> str:
     h, s, m = _norm_column(col)
     if m == "accuracy":
         return f"{HEADER.get(h, h)} {s}"
-    return m if (h, s) in (("model", "all"), ("full", "all")) else f"{m} ({HEADER.get(h, h)} {s})"
+    label = METRIC_LABEL.get(m, m)
+    if (h, s) in (("model", "all"), ("full", "all")):
+        return label
+    return f"{label} ({s})" if h == MODEL else f"{label} ({HEADER.get(h, h)} {s})"
 
 
 def _is_percent(col) -> bool:
@@ -400,6 +407,47 @@ def rows_over_seeds(records: Sequence[Mapping], methods: Sequence, columns: Sequ
                      "cells": cells, "per_forget_set": per_fs, "seeds": row_seeds, "forget_sets": row_fs,
                      "n": len(row_seeds), "note": ""})
     return rows
+
+
+#: SalUn's columns: unlearning accuracy (1 - forget train accuracy), retain train accuracy,
+#: test (retain) accuracy, MIA-efficacy
+SALUN_COLUMNS = [("full", "all", "UA"), ("full", "all", "RA"), ("full", "all", "TA"), ("model", "all", "mia_efficacy")]
+
+
+def with_gap(records: Sequence[Mapping], reference: tuple[str, str] = ("retrain", "none"),
+             columns: Sequence = SALUN_COLUMNS, name: str = "avg_gap") -> list[dict]:
+    """Copies of ``records`` whose ``(model, all)`` record of every (seed, forget set, method,
+    mode) gets ``name`` = the mean over ``columns`` of ``|value - reference's value|`` on the
+    same seed and forget set (SalUn's "average gap"; fractions). ``None`` where a value or the
+    reference is missing. Summarise it with ``rows_over_seeds(..., [("model", "all", name)])``.
+
+    Raises:
+      ValueError: no record of the reference method.
+    """
+    cols = [_norm_column(c) for c in columns]
+    value = {}
+    for r in records:
+        for h, s, m in cols:
+            if r["head"] == h and r["split"] == s and r.get(m) is not None:
+                value[(r["seed"], r["forget_set"], r["method"], r["mode"], h, s, m)] = float(r[m])
+    if not any(k[2:4] == tuple(reference) for k in value):
+        raise ValueError(f"with_gap: no records of the reference {reference[0]}/{reference[1]}; pass reference=")
+    out = [dict(r) for r in records]
+    model_all = {(r["seed"], r["forget_set"], r["method"], r["mode"]): r for r in out
+                 if r["head"] == MODEL and r["split"] == "all"}
+    for key in sorted({(r["seed"], r["forget_set"], r["method"], r["mode"]) for r in records}, key=str):
+        gaps = []
+        for h, s, m in cols:
+            a = value.get((*key, h, s, m))
+            b = value.get((key[0], key[1], *reference, h, s, m))
+            gaps.append(None if a is None or b is None else abs(a - b))
+        gap = None if any(g is None for g in gaps) else float(np.mean(gaps))
+        rec = model_all.get(key)
+        if rec is None:
+            rec = dict(zip(ID_COLUMNS, (*key, MODEL, "all")))
+            out.append(rec)
+        rec[name] = gap
+    return out
 
 
 # ----------------------------------------------------------------------------- rendering

@@ -67,3 +67,25 @@ def summarize(values: Iterable[float | None], confidence: float = 0.95) -> dict:
     std = float(x.std(ddof=1))
     half = t_quantile(0.5 + confidence / 2, n - 1) * std / math.sqrt(n)
     return {"mean": mean, "std": std, "n": n, "ci95": half, "ci_low": mean - half, "ci_high": mean + half}
+
+
+def summarize_pointwise(curves, confidence: float = 0.95) -> list[dict]:
+    """:func:`summarize` at every point of equal-length curves (one per seed), e.g. a learning
+    curve measured on the same step grid for each seed.
+
+    Args:
+      curves: ``[seeds][points]`` numbers (``None``/NaN ignored per point).
+
+    Returns:
+      One summary per point.
+
+    Raises:
+      ValueError: the curves have different lengths (put them on one grid first).
+    """
+    curves = [list(c) for c in curves]
+    lengths = sorted({len(c) for c in curves})
+    if len(lengths) > 1:
+        raise ValueError(f"summarize_pointwise: curves have lengths {lengths}; evaluate every seed on one step grid")
+    if not curves:
+        return []
+    return [summarize([c[i] for c in curves], confidence) for i in range(lengths[0])]
