@@ -613,16 +613,21 @@ def _plt():
     return plt
 
 
-def _cell_value(cell, error: str):
-    """``(mean, error half-length, label of the error)`` of a cell; missing -> ``(None, 0, None)``."""
+def _cell_value(cell, error: str, n_row=None):
+    """``(mean, error half-length or NaN, label of the error)`` of a cell; missing ->
+    ``(None, NaN, None)``; no error bar (NaN) from fewer than two values."""
     if cell is None or (isinstance(cell, Mapping) and cell.get("mean") is None):
-        return None, 0.0, None
+        return None, math.nan, None
     if not isinstance(cell, Mapping):
-        return cell[0], cell[1], "std over forget sets"
+        if n_row is not None and n_row < 2:
+            return cell[0], math.nan, "none (one forget set)"
+        return cell[0], cell[1], "std over forget sets" + (f" (n = {n_row})" if n_row else "")
     n = cell.get("n", 0)
+    if n < 2:
+        return cell["mean"], math.nan, "none (one seed)"
     if error == "ci95" and cell.get("ci95") is not None:
         return cell["mean"], cell["ci95"], f"95 % CI over seeds (t, n = {n})"
-    return cell["mean"], cell.get("std") or 0.0, f"std over seeds (n = {n})"
+    return cell["mean"], cell["std"], f"std over seeds (n = {n})"
 
 
 def bar_plot(rows: Sequence[dict], path, title: str, *, heads: Sequence[str] = ("full", "lp", "ncc"),
@@ -642,7 +647,7 @@ def bar_plot(rows: Sequence[dict], path, title: str, *, heads: Sequence[str] = (
     width = 0.8 / len(heads)
     labels = set()
     for i, h in enumerate(heads):
-        vals = [_cell_value(r["cells"].get(f"{h}_{split}"), error) for r in rows]
+        vals = [_cell_value(r["cells"].get(f"{h}_{split}"), error, r.get("n")) for r in rows]
         labels |= {v[2] for v in vals if v[2]}
         pos = x + (i - (len(heads) - 1) / 2) * width
         heights = [100 * v[0] if v[0] is not None else 0.0 for v in vals]
