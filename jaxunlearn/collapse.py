@@ -10,6 +10,11 @@ Notation (every function below uses it; see docs/metrics.md for sources):
 * ``S_B = (1/K) sum_c (mu_c - mu_G)(mu_c - mu_G)^T = M^T M / K`` (between-class scatter).
 * ``W`` ``[K, D]``: last-layer weights (row c is class c), ``b`` ``[K]`` the bias.
 
+The CMF authors' conventions (per-class averaged S_W, subsets centred at the all-sample mean,
+forget NC1 of the forget classes alone, Zhu's NC3, their CDNV, ``Delta``) are separate
+functions under their own names (:func:`authors_metrics` collects them); the defaults above
+do not change.
+
 All means and products run in float32 with ``Precision.HIGHEST``. Every class in
 ``[0, K)`` must have at least one sample (:func:`collapse_metrics` checks it; the jitted
 functions would give NaN).
@@ -219,7 +224,10 @@ def nc2_etf_distance(features, labels, num_classes: int) -> jax.Array:
 
 @functools.partial(jax.jit, static_argnames=("num_classes",))
 def nc3_self_duality(features, labels, num_classes: int, weights) -> jax.Array:
-    """NC3 self-duality: ``|| W / ||W||_F - M / ||M||_F ||_F`` (Papyan et al. 2020).
+    """NC3 self-duality, **unsquared**: ``|| W / ||W||_F - M / ||M||_F ||_F``.
+
+    Papyan et al. (2020) plot the square of this distance; that form is
+    :func:`nc3_self_duality_squared`. (The square of a number in [0, 2] is in [0, 4].)
 
     Args:
       weights: ``[K, D]`` classifier weights (row c for class c).
@@ -230,6 +238,39 @@ def nc3_self_duality(features, labels, num_classes: int, weights) -> jax.Array:
     m, _ = _centred_means(features, labels, num_classes)
     w = jnp.asarray(weights, jnp.float32)
     return jnp.linalg.norm(w / jnp.linalg.norm(w) - m / jnp.linalg.norm(m))
+
+
+def nc3_self_duality_squared(features, labels, num_classes: int, weights) -> jax.Array:
+    """NC3 as Papyan et al. (2020) define it: ``|| W / ||W||_F - M / ||M||_F ||_F^2``.
+
+    Returns:
+      float32 scalar (the square of :func:`nc3_self_duality`).
+    """
+    return jnp.square(nc3_self_duality(features, labels, num_classes, weights))
+
+
+def _simplex_etf(k):
+    return (jnp.eye(k) - jnp.ones((k, k)) / k) / jnp.sqrt(k - 1.0)
+
+
+@functools.partial(jax.jit, static_argnames=("num_classes",))
+def nc3_zhu(features, labels, num_classes: int, weights) -> jax.Array:
+    """NC3 of Zhu et al. (2021) and the CMF authors' ``nc_metrics``:
+    ``|| W M^T / ||W M^T||_F - (I - 11^T / K) / sqrt(K - 1) ||_F``.
+
+    ``W M^T`` ``[K, K]`` pairs every classifier row with every centred class mean; it equals
+    a scaled simplex ETF exactly when ``W`` is a scaled copy of ``M`` and ``M`` is a simplex
+    ETF (duality and NC2 together), unlike :func:`nc3_self_duality`, which needs duality only.
+
+    Args:
+      weights: ``[K, D]`` classifier weights.
+
+    Returns:
+      float32 scalar.
+    """
+    m, _ = _centred_means(features, labels, num_classes)
+    wm = _mm(jnp.asarray(weights, jnp.float32), m.T)
+    return jnp.linalg.norm(wm / jnp.linalg.norm(wm) - _simplex_etf(num_classes))
 
 
 def _classifier_pred(h, weights, bias):
@@ -276,6 +317,219 @@ def misalignment(features, labels, num_classes: int, weights) -> jax.Array:
     """
     m, _ = _centred_means(features, labels, num_classes)
     return jnp.mean(_misalignment_per_class(m, weights))
+
+
+# ----------------------------------------------------------------------------- the CMF authors' conventions
+#
+# ycgao1/CMF_Unlearning, evaluation/nc.py, nc_metrics (lines 124-215): S_W averaged over
+# classes, subsets centred at the mean of ALL samples, forget NC1 of the forget classes alone,
+# Zhu's NC3, their CDNV and Delta = |W W^T - W M^T| with retain / forget blocks. Their
+# nc_metrics also L2-normalises the features first (line 120); pass ``normalize=True`` for that.
+
+
+def _subset_mask(num_classes, classes):
+    mask = np.zeros(num_classes, bool)
+    mask[np.asarray(classes, np.int64)] = True
+    return mask
+
+
+@functools.partial(jax.jit, static_argnames=("num_classes",))
+def _nc1_classes(h, labels, num_classes, class_mask, center, rtol):
+    means, counts = class_means(h, labels, num_classes)
+    m = jnp.where(class_mask[:, None], means - center, 0.0)
+    _, s, vt = jnp.linalg.svd(m, full_matrices=False)
+    keep = s > rtol * s[0]
+    inv = jnp.where(keep, 1.0 / jnp.square(jnp.where(keep, s, 1.0)), 0.0)
+    q = _mm(jnp.square(_mm(h - means[labels], vt.T)), inv)            # [N]
+    in_s = class_mask[labels].astype(jnp.float32)
+    per_class = _mm(jax.nn.one_hot(labels, num_classes, dtype=jnp.float32).T, q * in_s) / counts
+    return jnp.sum(jnp.where(class_mask, per_class, 0.0)) / jnp.sum(class_mask)
+
+
+def nc1_per_class_sw(features, labels, num_classes: int, classes=None, *, center: str = "all",
+                     normalize: bool = False, rtol: float | None = None) -> float:
+    """NC1 with S_W **averaged over classes** (the CMF authors' ``build_sw_sb``), on a class subset.
+
+    With ``S`` the classes (default: all), ``K_S = |S|``, ``mu_G`` the mean of **all** samples
+    (``center='all'``, the authors' retain / forget NC1) or of the samples of ``S``
+    (``center='subset'``, their all-class NC1, where both coincide):
+
+        S_W = (1/K_S) sum_{c in S} (1/N_c) sum_{i: y_i = c} (h_i - mu_c)(h_i - mu_c)^T
+        S_B = (1/K_S) sum_{c in S} (mu_c - mu_G)(mu_c - mu_G)^T
+        NC1 = tr(S_W S_B^+) / K_S
+
+    On balanced data with ``S`` = all classes this equals :func:`nc1` (pooled S_W). For one
+    forget class, ``S_B`` has rank 1 and NC1 is ``u^T S_W u / ||mu_f - mu_G||^2`` with ``u``
+    the unit direction of ``mu_f - mu_G``.
+
+    Args:
+      features: ``[N, D]``; labels: ``[N]`` int; num_classes: K.
+      classes: the class subset ``S`` (default all K).
+      center: ``'all'`` or ``'subset'``.
+      normalize: L2-normalise the features first (the authors' ``nc_metrics`` does).
+      rtol: singular-value cut-off for ``S_B^+`` (default :func:`default_rtol`).
+
+    Returns:
+      Python float.
+    """
+    h = jnp.asarray(features, jnp.float32)
+    if normalize:
+        h = _l2_rows(h)
+    y = jnp.asarray(labels, jnp.int32)
+    classes = np.arange(num_classes) if classes is None else np.asarray(classes)
+    missing = np.setdiff1d(classes, np.asarray(labels))
+    if missing.size:
+        raise ValueError(f"classes without samples: {missing.tolist()}")
+    mask = _subset_mask(num_classes, classes)
+    if center == "all":
+        mu_g = jnp.mean(h, axis=0)
+    elif center == "subset":
+        mu_g = jnp.mean(h[np.isin(np.asarray(labels), classes)], axis=0)
+    else:
+        raise ValueError(f"center must be 'all' or 'subset', got {center!r}")
+    r = default_rtol(num_classes, h.shape[1]) if rtol is None else rtol
+    return float(_nc1_classes(h, y, num_classes, jnp.asarray(mask), mu_g, jnp.float32(r)))
+
+
+def nc2_etf_distance_subset(features, labels, num_classes: int, classes, *,
+                            normalize: bool = False) -> float:
+    """NC2 ETF distance of a class subset ``S`` centred at the mean of **all** samples (the
+    authors' ``NC2_ret``): :func:`nc2_etf_distance`'s formula on the rows ``c in S`` of
+    ``mu_c - mu_G``, against the ``K_S``-class simplex ETF."""
+    h = jnp.asarray(features, jnp.float32)
+    if normalize:
+        h = _l2_rows(h)
+    m, _ = _centred_means(h, labels, num_classes)
+    return float(_etf_distance(m[np.asarray(classes)]))
+
+
+def self_duality_delta(features, labels, num_classes: int, weights, classes=None) -> float:
+    """``Delta = || W W^T - W M^T ||_F`` over the ``[S, S]`` block (the authors' ``Delta_*``).
+
+    ``M`` are the class means centred at the mean of all samples; both ``[K, K]`` Gram
+    matrices are formed over all classes and the rows and columns ``S`` (default all) kept.
+    Zero when ``W = M`` (self-duality with unit scale); unlike NC3 it is not scale-free.
+
+    Returns:
+      Python float.
+    """
+    m, _ = _centred_means(features, labels, num_classes)
+    w = jnp.asarray(weights, jnp.float32)
+    d = _mm(w, w.T) - _mm(w, m.T)
+    idx = np.arange(num_classes) if classes is None else np.asarray(classes)
+    return float(jnp.linalg.norm(d[np.ix_(idx, idx)]))
+
+
+def _class_var_and_means(features, labels, num_classes):
+    h = jnp.asarray(features, jnp.float32)
+    means, counts = class_means(h, labels, num_classes)
+    onehot = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
+    var = _mm(onehot.T, jnp.sum(jnp.square(h - means[labels]), axis=1)) / counts  # [K]
+    return var, means
+
+
+def cdnv(features, labels, num_classes: int, classes=None) -> float | None:
+    """Class-distance normalised variance (Galanti et al. 2022): the mean over class pairs
+    ``c < c'`` of ``(var_c + var_c') / (2 ||mu_c - mu_c'||^2)``, with
+    ``var_c = mean_{i: y_i = c} ||h_i - mu_c||^2``. ``None`` for fewer than 2 classes.
+
+    Returns:
+      Python float or ``None``.
+    """
+    idx = np.arange(num_classes) if classes is None else np.asarray(classes)
+    if idx.size < 2:
+        return None
+    var, means = _class_var_and_means(features, labels, num_classes)
+    var, means = np.asarray(var, np.float64)[idx], np.asarray(means, np.float64)[idx]
+    iu = np.triu_indices(idx.size, 1)
+    d2 = np.sum(np.square(means[:, None] - means[None]), axis=-1)[iu]
+    return float(np.mean((var[:, None] + var[None])[iu] / (2.0 * d2)))
+
+
+def cdnv_authors(features, labels, num_classes: int, classes=None) -> float | None:
+    """The CMF authors' ``cdnv`` (evaluation/nc.py lines 152-162): a ratio of sums over the
+    pairs ``c < c'`` divided by the number of pairs again,
+    ``[sum (var_c + var_c') / sum 2 ||mu_c - mu_c'||^2] * 2 / (K_S (K_S - 1))``.
+
+    Not Galanti's CDNV (:func:`cdnv`): it pools the pairs before dividing and then divides by
+    the pair count a second time, so it scales like ``CDNV / #pairs``. ``None`` for fewer than
+    2 classes.
+    """
+    idx = np.arange(num_classes) if classes is None else np.asarray(classes)
+    if idx.size < 2:
+        return None
+    var, means = _class_var_and_means(features, labels, num_classes)
+    var, means = np.asarray(var, np.float64)[idx], np.asarray(means, np.float64)[idx]
+    iu = np.triu_indices(idx.size, 1)
+    num = np.sum((var[:, None] + var[None])[iu])
+    den = np.sum(2.0 * np.sum(np.square(means[:, None] - means[None]), axis=-1)[iu])
+    k = idx.size
+    return float(num / den * 2.0 / (k * (k - 1)))
+
+
+def ncc_train_accuracy(features, labels, num_classes: int, forget_classes=None) -> dict:
+    """NCC accuracy on the training features themselves (class means of all of them, every
+    class), split into retain and forget classes.
+
+    (The authors' ``compute_nc_all`` recomputes the means on each subset's own samples, so
+    its forget value for one class is 100 % by construction; this is the full-set version.)
+
+    Returns:
+      :func:`jaxunlearn.heads.split_accuracy`'s ``{"retain", "forget", "all"}``.
+    """
+    from jaxunlearn.heads import ncc_fit, split_accuracy
+    h = jnp.asarray(features, jnp.float32)
+    pred = ncc_predict(ncc_fit(h, jnp.asarray(labels, jnp.int32), num_classes), h)
+    return split_accuracy(np.asarray(pred), np.asarray(labels), forget_classes)
+
+
+def authors_metrics(features, labels, num_classes: int, weights=None, forget_classes=None, *,
+                    normalize: bool = False) -> dict:
+    """The CMF authors' NC quantities (``nc_metrics``, evaluation/nc.py lines 169-215), by name.
+
+    Keys: ``nc1_all`` (:func:`nc1_per_class_sw` over all classes), ``nc1_retain`` /
+    ``nc1_forget`` (the retain / forget classes alone, centred at the mean of all samples),
+    ``nc2_all`` / ``nc2_retain`` (:func:`nc2_etf_distance_subset`), ``cdnv_all`` /
+    ``cdnv_retain`` / ``cdnv_forget`` (:func:`cdnv_authors`) and, with weights, ``nc3_zhu``
+    (:func:`nc3_zhu`) and ``delta_all`` / ``delta_retain`` / ``delta_forget``
+    (:func:`self_duality_delta`). Retain / forget keys are ``None`` without forget classes;
+    ``cdnv_forget`` is ``None`` for one forget class.
+
+    Args:
+      features: ``[N, D]`` (normally the training set, true labels); labels ``[N]``.
+      num_classes: K.
+      weights: ``[K, D]`` or ``None``.
+      forget_classes: ``[F]`` or ``None``.
+      normalize: L2-normalise the features first (as the authors' ``nc_metrics``).
+
+    Returns:
+      dict of Python floats / ``None``.
+    """
+    h = np.asarray(features, np.float32)
+    y = np.asarray(labels).astype(np.int32)
+    _check_inputs(h, y, num_classes, None if weights is None else np.asarray(weights), None)
+    if normalize:
+        h = np.asarray(_l2_rows(jnp.asarray(h)))
+    fc = np.unique(np.asarray([] if forget_classes is None else forget_classes, np.int64).reshape(-1))
+    rc = np.setdiff1d(np.arange(num_classes), fc)
+    has_f = fc.size > 0
+    out = {
+        "nc1_all": nc1_per_class_sw(h, y, num_classes),
+        "nc1_retain": nc1_per_class_sw(h, y, num_classes, rc) if has_f else None,
+        "nc1_forget": nc1_per_class_sw(h, y, num_classes, fc) if has_f else None,
+        "nc2_all": float(nc2_etf_distance(h, y, num_classes)),
+        "nc2_retain": nc2_etf_distance_subset(h, y, num_classes, rc) if has_f and rc.size >= 2 else None,
+        "cdnv_all": cdnv_authors(h, y, num_classes),
+        "cdnv_retain": cdnv_authors(h, y, num_classes, rc) if has_f else None,
+        "cdnv_forget": cdnv_authors(h, y, num_classes, fc) if has_f else None,
+    }
+    if weights is not None:
+        w = np.asarray(weights, np.float32)
+        out["nc3_zhu"] = float(nc3_zhu(h, y, num_classes, w))
+        out["delta_all"] = self_duality_delta(h, y, num_classes, w)
+        out["delta_retain"] = self_duality_delta(h, y, num_classes, w, rc) if has_f else None
+        out["delta_forget"] = self_duality_delta(h, y, num_classes, w, fc) if has_f else None
+    return out
 
 
 # ----------------------------------------------------------------------------- everything

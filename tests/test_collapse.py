@@ -242,3 +242,140 @@ def test_without_weights_and_validation():
         collapse.collapse_metrics(h, y, 5, forget_classes=[7])
     # Only one retain class left: the retain restriction is undefined.
     assert collapse.collapse_metrics(h, y, 5, forget_classes=[0, 1, 2, 3])["retain"] is None
+
+
+# ----------------------------------------------------------------------------- the authors' conventions
+# float64 transcriptions of ycgao1/CMF_Unlearning evaluation/nc.py (nc_metrics, lines 124-215)
+
+
+def ref_authors_sw_sb(h, y, classes, use_global):
+    h = h.astype(np.float64)
+    k = len(classes)
+    mu = np.stack([h[y == c].mean(0) for c in classes])
+    mu_g = h.mean(0) if use_global else h[np.isin(y, classes)].mean(0)
+    s_w = np.zeros((h.shape[1], h.shape[1]))
+    for i, c in enumerate(classes):
+        d = h[y == c] - mu[i]
+        s_w += d.T @ d / len(d)
+    s_w /= k
+    diff = (mu - mu_g).T
+    return s_w, diff @ diff.T / k, mu, mu_g
+
+
+def ref_authors_nc1(h, y, classes, use_global):
+    s_w, s_b, _, _ = ref_authors_sw_sb(h, y, classes, use_global)
+    return np.trace(s_w @ np.linalg.pinv(s_b, rcond=1e-10, hermitian=True)) / len(classes)
+
+
+def ref_etf(k):
+    return (np.eye(k) - np.ones((k, k)) / k) / np.sqrt(k - 1)
+
+
+def ref_authors_nc2(mu, mu_g):
+    hh = (mu - mu_g) @ (mu - mu_g).T
+    return np.linalg.norm(hh / np.linalg.norm(hh) - ref_etf(len(mu)))
+
+
+def ref_authors_cdnv(h, y, classes):
+    h = h.astype(np.float64)
+    k = len(classes)
+    mu = [h[y == c].mean(0) for c in classes]
+    var = [np.sum((h[y == c] - mu[i]) ** 2, 1).mean() for i, c in enumerate(classes)]
+    num = den = 0.0
+    for i in range(k):
+        for j in range(i + 1, k):
+            num += var[i] + var[j]
+            den += 2 * np.sum((mu[i] - mu[j]) ** 2)
+    return num / den * 2 / (k * (k - 1))
+
+
+def ref_galanti_cdnv(h, y, classes):
+    h = h.astype(np.float64)
+    mu = {c: h[y == c].mean(0) for c in classes}
+    var = {c: np.sum((h[y == c] - mu[c]) ** 2, 1).mean() for c in classes}
+    vals = [(var[a] + var[b]) / (2 * np.sum((mu[a] - mu[b]) ** 2))
+            for i, a in enumerate(classes) for b in classes[i + 1:]]
+    return np.mean(vals)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("normalize", [False, True])
+def test_authors_metrics_match_their_formulas(kind, normalize):
+    h, y, w, _ = _data(kind)
+    k, forget = 5, [1, 3]
+    retain = [0, 2, 4]
+    hr = h / np.linalg.norm(h, axis=1, keepdims=True) if normalize else h
+    got = collapse.authors_metrics(h, y, k, w, forget, normalize=normalize)
+    allc = list(range(k))
+    ref = {
+        "nc1_all": ref_authors_nc1(hr, y, allc, False),
+        "nc1_retain": ref_authors_nc1(hr, y, retain, True),
+        "nc1_forget": ref_authors_nc1(hr, y, forget, True),
+        "cdnv_all": ref_authors_cdnv(hr, y, allc),
+        "cdnv_retain": ref_authors_cdnv(hr, y, retain),
+        "cdnv_forget": ref_authors_cdnv(hr, y, forget),
+    }
+    _, _, mu_all, mug_all = ref_authors_sw_sb(hr, y, allc, False)
+    _, _, mu_r, mug_r = ref_authors_sw_sb(hr, y, retain, True)
+    ref["nc2_all"] = ref_authors_nc2(mu_all, mug_all)
+    ref["nc2_retain"] = ref_authors_nc2(mu_r, mug_r)
+    wm = w.astype(np.float64) @ (mu_all - mug_all).T
+    ref["nc3_zhu"] = np.linalg.norm(wm / np.linalg.norm(wm) - ref_etf(k))
+    delta = np.abs(w.astype(np.float64) @ w.T - wm)
+    ref["delta_all"] = np.linalg.norm(delta)
+    ref["delta_retain"] = np.linalg.norm(delta[np.ix_(retain, retain)])
+    ref["delta_forget"] = np.linalg.norm(delta[np.ix_(forget, forget)])
+    assert set(got) == set(ref)
+    for name, v in ref.items():
+        assert got[name] == pytest.approx(v, rel=1e-4, abs=1e-6), name
+
+
+def test_authors_conventions_against_ours():
+    # Balanced data: per-class S_W = pooled S_W, so nc1_all equals the default nc1.
+    h, y, w, _ = _data("random")
+    assert collapse.nc1_per_class_sw(h, y, 5) == pytest.approx(float(collapse.nc1(h, y, 5)), rel=1e-5)
+    # Unbalanced: they differ (the issue measured 4 % on its data).
+    h, y, w, _ = _data("unbalanced")
+    a, b = collapse.nc1_per_class_sw(h, y, 5), float(collapse.nc1(h, y, 5))
+    assert a == pytest.approx(ref_authors_nc1(h, y, list(range(5)), False), rel=1e-4)
+    assert abs(a - b) > 1e-3 * b
+    # 'subset' centring of a retain subset = the retain samples' own mean
+    assert collapse.nc1_per_class_sw(h, y, 5, [0, 2, 4], center="subset") == pytest.approx(
+        ref_authors_nc1(h, y, [0, 2, 4], False), rel=1e-4)
+    # one forget class: rank-1 S_B, NC1 = u^T S_W u / ||mu_f - mu_G||^2
+    s_w, _, mu, mu_g = ref_authors_sw_sb(h, y, [3], True)
+    d = mu[0] - mu_g
+    assert collapse.nc1_per_class_sw(h, y, 5, [3]) == pytest.approx(d @ s_w @ d / (d @ d) ** 2, rel=1e-4)
+    # Galanti's CDNV and the authors' differ by the pair pooling
+    for classes in ([0, 1, 2, 3, 4], [1, 3]):
+        assert collapse.cdnv(h, y, 5, classes) == pytest.approx(ref_galanti_cdnv(h, y, classes), rel=1e-4)
+    assert collapse.cdnv(h, y, 5, [2]) is None and collapse.cdnv_authors(h, y, 5, [2]) is None
+    # Papyan's squared NC3
+    assert float(collapse.nc3_self_duality_squared(h, y, 5, w)) == pytest.approx(
+        ref_nc3(h, y, 5, w) ** 2, rel=1e-5)
+    with pytest.raises(ValueError, match="center"):
+        collapse.nc1_per_class_sw(h, y, 5, center="mean")
+
+
+def test_zhu_nc3_and_delta_vanish_on_a_self_dual_simplex_etf():
+    k, d = 4, 9
+    rng = np.random.default_rng(1)
+    basis = np.linalg.qr(rng.normal(size=(d, k)))[0]
+    etf = np.sqrt(k / (k - 1)) * (np.eye(k) - 1.0 / k) @ basis.T
+    y = np.repeat(np.arange(k), 6)
+    h = etf[y].astype(np.float32)
+    w = etf.astype(np.float32)
+    assert float(collapse.nc3_zhu(h, y, k, w)) == pytest.approx(0.0, abs=1e-5)
+    assert collapse.self_duality_delta(h, y, k, w) == pytest.approx(0.0, abs=1e-5)
+    assert float(collapse.nc3_zhu(h, y, k, 3.0 * w)) == pytest.approx(0.0, abs=1e-5)  # scale-free
+    assert collapse.self_duality_delta(h, y, k, 3.0 * w) > 1.0                       # not scale-free
+
+
+def test_ncc_train_accuracy():
+    h, y, _, _ = _data("noisy")
+    got = collapse.ncc_train_accuracy(h, y, 5, [1])
+    mu = _means(h.astype(np.float64), y, 5)
+    pred = np.argmin(((h[:, None, :] - mu[None]) ** 2).sum(-1), axis=1)
+    assert got["forget"] == pytest.approx(np.mean(pred[y == 1] == 1))
+    assert got["retain"] == pytest.approx(np.mean(pred[y != 1] == y[y != 1]))
+    assert 0.0 < got["forget"] < 1.0
