@@ -414,7 +414,7 @@ def rows_over_seeds(records: Sequence[Mapping], methods: Sequence, columns: Sequ
 SALUN_COLUMNS = [("full", "all", "UA"), ("full", "all", "RA"), ("full", "all", "TA"), ("model", "all", "mia_efficacy")]
 
 
-def with_gap(records: Sequence[Mapping], reference: tuple[str, str] = ("retrain", "none"),
+def with_gap(records: Sequence[Mapping], reference: tuple[str, str] = ("retrain", "full"),
              columns: Sequence = SALUN_COLUMNS, name: str = "avg_gap") -> list[dict]:
     """Copies of ``records`` whose ``(model, all)`` record of every (seed, forget set, method,
     mode) gets ``name`` = the mean over ``columns`` of ``|value - reference's value|`` on the
@@ -536,8 +536,8 @@ def _tex_seed_table(rows, caption, forget_set=None):
         vals = [cells.get(column_key(c)) for c in cols]
         scales = [100 if _is_percent(c) else 1 for c in cols]
         name = latex_escape(r["name"] + (f" ({r['note']})" if r.get("note") else ""))
-        body.append(f"{name} & {r['n']} & " + " & ".join(_fmt(v, True, sc, ci=False) for v, sc in zip(vals, scales))
-                    + r" \\")
+        body.append(f"{name} & {r['n']} & " + " & ".join(_fmt(v, True, sc, ci=False).replace(r" $\pm$ ", r"$\pm$")
+                                                       for v, sc in zip(vals, scales)) + r" \\")
         ci = [f"{{\\scriptsize[{sc * v['ci_low']:.{_digits(sc)}f}, {sc * v['ci_high']:.{_digits(sc)}f}]}}"
               if v and v.get("ci95") is not None else "" for v, sc in zip(vals, scales)]
         if any(ci):

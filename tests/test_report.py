@@ -301,7 +301,7 @@ def test_series_styles_are_distinct():
 
 
 def test_average_gap_to_retrain_equals_numpy():
-    recs = _grid(models=(("retrain", "none"), ("random_label", "full")))
+    recs = _grid(models=(("retrain", "full"), ("random_label", "full")))
     out = report.with_gap(recs)
     assert len(out) == len(recs) and recs[0].get("avg_gap") is None  # copies, input untouched
     get = lambda m, s, f, h, sp, c: next(r[c] for r in recs if (r["method"], r["seed"], r["forget_set"], r["head"],
