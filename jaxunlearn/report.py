@@ -139,9 +139,12 @@ def _flatten_eval(ev: Mapping) -> dict:
             continue  # lists and strings have no place in a numeric column
         elif section == "collapse":
             for k, v in val.items():
-                if isinstance(v, Mapping):       # per-split metrics: {"forget": {...}, "retain": {...}}
+                if isinstance(v, Mapping) and k in ACCURACY_SPLITS:   # {"forget": {...}, "retain": {...}}
                     for col, x in _leaves(v):
                         put(MODEL, k, col, x)
+                elif isinstance(v, Mapping):     # another group of metrics: prefixed by its name
+                    for col, x in _leaves(v, f"{k}_"):
+                        put(MODEL, "all", col, x)
                 else:
                     put(MODEL, "all", k, v)
         elif section == "privacy":
@@ -194,7 +197,8 @@ def long_records(eval_dict: Mapping, seed: int, forget_set, method: str, mode: s
       ``accuracy``; the section's other numbers (``UA``, ``RA``, ``TA`` of ``full``) go to its
       ``split="all"`` record under their own names.
     * head ``"model"``: ``collapse`` (``split="all"`` for its top-level numbers, ``"forget"`` /
-      ``"retain"`` for its per-split dicts; names as in the dict, e.g. ``nc1``), ``privacy``
+      ``"retain"`` for its per-split dicts; names as in the dict, e.g. ``nc1``; another nested
+      dict ``g`` on ``split="all"`` as ``g_<name>``), ``privacy``
       (``mia_efficacy``, ``loss_attack_accuracy``, ``loss_attack_auc``, ...), ``similarity``
       (``cka_original`` / ``cka_retrained`` per split), ``runtime_s`` (``runtime_<part>_s``) and
       top-level numbers; any other section's numeric leaves as ``<section>_<path>``.

@@ -28,7 +28,7 @@ def fake_eval(rng, forget_acc=None) -> dict:
     return {
         "full": full, "lp": acc(), "ncc": acc(), "knn": acc(),
         "collapse": {"nc1": u(), "misalignment": u(), "forget": {"nc1": u(), "centred_norm_ratio": u()},
-                     "retain": {"nc1": u()}},
+                     "retain": {"nc1": u()}, "authors": {"cdnv": u(), "nc1_sw": {"forget": u()}}, "nc3": None},
         "privacy": {"mia_efficacy": u(), "loss_attack": {"accuracy": u(), "auc": u(), "n_per_class": [10, 10]}},
         "similarity": {"original": {"all": u(), "retain": u(), "forget": u()},
                        "retrained": {"all": u(), "retain": u(), "forget": u()}},
@@ -58,6 +58,9 @@ def test_long_records_flatten_every_section():
     assert m["cka_original"] == ev["similarity"]["original"]["all"]
     assert m["runtime_features_s"] == 1.5
     assert by["model", "forget"]["nc1"] == ev["collapse"]["forget"]["nc1"]
+    assert m["authors_cdnv"] == ev["collapse"]["authors"]["cdnv"]
+    assert m["authors_nc1_sw_forget"] == ev["collapse"]["authors"]["nc1_sw"]["forget"]
+    assert "nc3" not in m  # None: undefined, not a column value
     assert by["model", "forget"]["cka_retrained"] == ev["similarity"]["retrained"]["forget"]
     assert by["lp_stage1", "forget"]["accuracy"] == ev["layerwise"]["stage1"]["forget"]
     assert by["full", "forget"]["relearn_k10_end"] == ev["relearn"]["10"]["full"][-1]
