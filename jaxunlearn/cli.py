@@ -13,7 +13,43 @@ import sys
 import time
 
 
+DESCRIPTION = "Machine unlearning in JAX that looks inside the model: train, unlearn, evaluate, analyze."
+EPILOG = """\
+a first run (digits, a few seconds each):
+  jaxunlearn train --dataset digits --workdir runs/orig
+  jaxunlearn unlearn --from runs/orig --method random_label --forget 3 --workdir runs/rl
+  jaxunlearn evaluate runs/rl --original runs/orig --json runs/rl.json
+
+`jaxunlearn methods --dataset D` lists the methods with their options and defaults;
+`jaxunlearn COMMAND --help` the options of one command. A user error prints one
+`error: ...` line and exits with status 2; an interrupted run exits with 130."""
+
+
+def _version() -> str:
+    from importlib import metadata
+    try:
+        return metadata.version("jaxunlearn")
+    except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown (not installed)"
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the epilog's line breaks and appends ``(default: X)`` where a help text lacks it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        unset = action.default is None or action.default is False or action.default is argparse.SUPPRESS \
+            or action.default == []
+        if "default" not in text and not unset and action.option_strings and action.nargs != 0:
+            text += " (default: %(default)s)"
+        return text
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message):  # exit 2 with a one-line message, like every other user error
         self.print_usage(sys.stderr)
         print(f"error: {message}", file=sys.stderr)
@@ -22,25 +58,30 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_common(p, workdir_required=True):
     p.add_argument("--workdir", required=workdir_required, help="output directory of this run")
-    p.add_argument("--data-dir", default=None, help="where the dataset lives (IDX files, TFDS data_dir, image folder)")
+    p.add_argument("--data-dir", default=None, help="where the dataset lives (IDX files, TFDS data_dir, image folder; "
+                                                    "default: its usual place, or the source run's)")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in --workdir (the old one is moved aside)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (default: shown)")
     p.add_argument("--devices", type=int, default=None, help="data-parallel over this many devices (default: 1)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="jaxunlearn", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    from jaxunlearn.data import DATASETS
+    parser = _Parser(prog="jaxunlearn", description=DESCRIPTION, epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train an original model")
-    p.add_argument("--dataset", default="fashion_mnist")
+    p.add_argument("--dataset", default="fashion_mnist", help=f"one of {', '.join(DATASETS)}")
     p.add_argument("--model", default=None, help="mlp, cnn, resnet18, resnet50, vit_s16 (default: per dataset)")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--weight-decay", type=float, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-train", type=int, default=None, help="use at most this many training samples")
+    recipe = "default: the recipe of the dataset and model"
+    p.add_argument("--epochs", type=int, default=None, help=f"training epochs ({recipe})")
+    p.add_argument("--batch-size", type=int, default=None, help=f"batch size ({recipe})")
+    p.add_argument("--lr", type=float, default=None, help=f"peak learning rate ({recipe})")
+    p.add_argument("--weight-decay", type=float, default=None, help=f"weight decay ({recipe})")
+    p.add_argument("--seed", type=int, default=0, help="PRNG seed of initialisation and batches")
+    p.add_argument("--max-train", type=int, default=None, help="use at most this many training samples "
+                                                                      "(stratified; default: all)")
     p.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints (default: an epoch)")
     p.add_argument("--keep", type=int, default=3, help="checkpoints kept")
     _add_common(p)

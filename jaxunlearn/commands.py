@@ -17,104 +17,117 @@ def register(sub, add_common) -> None:
     """Adds every sub-command parser to ``sub``; each sets ``handler`` via ``set_defaults``."""
     p = sub.add_parser("unlearn", help="unlearn a forget set from a trained model")
     p.add_argument("--from", dest="source", required=True, help="workdir of a finished train (or unlearn) run")
-    p.add_argument("--method", required=True)
+    p.add_argument("--method", required=True, help=f"one of {', '.join(_method_names())} (see `jaxunlearn methods`)")
     p.add_argument("--forget", required=True, help="a class (3), a list (0,5,9) or a fraction of samples (0.1)")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=None, help=f"unlearning epochs ({_PRESET_DEFAULT})")
+    p.add_argument("--lr", type=float, default=None, help=f"learning rate ({_PRESET_DEFAULT})")
+    p.add_argument("--batch-size", type=int, default=None, help=f"batch size ({_PRESET_DEFAULT})")
+    p.add_argument("--seed", type=int, default=0, help="PRNG seed of the run (and of a random forget set)")
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--classifier-only", action="store_true", help="zero and train only the last layer")
-    mode.add_argument("--cmf", action="store_true", help="class-mean-feature head (Algorithm 2)")
+    mode.add_argument("--classifier-only", action="store_true",
+                      help="zero and train only the last layer (default: the full model)")
+    mode.add_argument("--cmf", action="store_true",
+                      help="class-mean-feature head (Algorithm 2; default: only if the source run is a CMF model)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                   help="method hyper-parameter or option, e.g. --set forget_weight=0.5")
+                   help="a typed hyper-parameter or option of the method, e.g. --set forget_weight=0.5 or "
+                        "--set until_wrong=false; repeatable; `jaxunlearn methods` lists names, types and defaults")
     add_common(p)
     p.set_defaults(handler=cmd_unlearn)
 
     p = sub.add_parser("evaluate", help="every metric of a trained or unlearned model")
-    p.add_argument("workdir")
-    p.add_argument("--original", default=None, help="workdir of the original model (CKA)")
-    p.add_argument("--retrained", default=None, help="workdir of the retrained model (CKA)")
+    p.add_argument("workdir", help="workdir of a finished train or unlearn run")
+    p.add_argument("--original", default=None, help="workdir of the original model (CKA; default: none)")
+    p.add_argument("--retrained", default=None, help="workdir of the retrained model (CKA; default: none)")
     p.add_argument("--json", required=True, help="output JSON file")
     p.add_argument("--forget", default=None, help="forget classes (default: those of the run)")
-    p.add_argument("--probe", choices=["fast", "sgd"], default="fast")
-    p.add_argument("--layerwise", action="store_true")
-    p.add_argument("--no-relearn", action="store_true")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--probe", choices=["fast", "sgd"], default="fast",
+                   help="linear probe: closed-form ridge (fast) or SGD-trained (sgd)")
+    p.add_argument("--layerwise", action="store_true", help="also probe every stage of the encoder")
+    p.add_argument("--no-relearn", action="store_true", help="skip the relearning attack")
+    p.add_argument("--data-dir", default=None, help="where the dataset lives (default: the run's)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     p.set_defaults(handler=cmd_evaluate)
 
     p = sub.add_parser("analyze", help="metrics of features from any framework (.npz)")
-    p.add_argument("features")
-    p.add_argument("--json", required=True)
-    p.add_argument("--probe", choices=["fast", "sgd"], default="fast")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("features", help=".npz with train_features, train_labels, test_features, test_labels, "
+                                    "forget_classes")
+    p.add_argument("--json", required=True, help="output JSON file")
+    p.add_argument("--probe", choices=["fast", "sgd"], default="fast",
+                   help="linear probe: closed-form ridge (fast) or SGD-trained (sgd)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     p.set_defaults(handler=cmd_analyze)
 
     from experiments import EXPERIMENTS
     p = sub.add_parser("reproduce", help="one experiment of the paper (table or figure)")
-    p.add_argument("name", help=", ".join(EXPERIMENTS))
+    p.add_argument("name", help="one of " + ", ".join(EXPERIMENTS))
     p.add_argument("--config", default="fashion_mnist", help="study config: fashion_mnist, digits, cifar10, cifar100")
-    p.add_argument("--workdir", default=None)
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--workdir", default=None, help="output directory (default: runs/study-<config>)")
+    p.add_argument("--data-dir", default=None, help="where the dataset lives (default: the dataset's usual place)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(handler=cmd_reproduce)
 
     p = sub.add_parser("study", help="the main study: every experiment on the default config")
-    p.add_argument("--quick", action="store_true", help="digits + MLP, a few minutes")
-    p.add_argument("--config", default=None)
-    p.add_argument("--workdir", default=None)
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--quick", action="store_true", help="digits + MLP, a few minutes (the config digits)")
+    p.add_argument("--config", default=None,
+                   help="fashion_mnist, digits, cifar10 or cifar100 (default: fashion_mnist; digits with --quick)")
+    p.add_argument("--workdir", default=None, help="output directory (default: runs/study-<config>)")
+    p.add_argument("--data-dir", default=None, help="where the dataset lives (default: the dataset's usual place)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(handler=cmd_study)
 
+    from jaxunlearn.data import DATASETS
+    p = sub.add_parser("methods", help="list the unlearning methods: hyper-parameters, options, types, defaults")
+    p.add_argument("--dataset", default=None, choices=DATASETS,
+                   help="show the defaults of this dataset's preset (default: the methods' own defaults)")
+    p.set_defaults(handler=cmd_methods)
 
-def _parse_sets(items):
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise ValueError(f"--set expects NAME=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
-        try:
-            out[k] = float(v)
-        except ValueError:
-            out[k] = v
-    return out
+
+_PRESET_DEFAULT = "default: the method's, with the source run's dataset preset (see `jaxunlearn methods --dataset D`)"
+
+
+def _method_names():
+    from jaxunlearn.unlearn import METHODS
+    return list(METHODS)
+
+
+def _parse_sets(method, items):
+    """``(hparams, options)`` of ``--set NAME=VALUE`` items, typed by ``method``'s declaration."""
+    from jaxunlearn.unlearn import options
+    return options.parse_sets(method, items)
 
 
 def cmd_unlearn(args) -> int:
     import jax
 
     from jaxunlearn import data as data_lib, runs
-    from jaxunlearn.unlearn import get_method, make_problem, unlearn
+    from jaxunlearn.unlearn import get_method, make_problem, options, presets, unlearn
 
     method = get_method(args.method)
+    hp_over, opt_over = _parse_sets(method, args.set)  # typed; an unknown name is refused here
+    for name, value in (("epochs", args.epochs), ("batch_size", args.batch_size), ("lr", args.lr)):
+        if value is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        known = name in method.hparams if name == "lr" else name in options.specs(method) or not method.options
+        if not known:
+            raise ValueError(f"{method.name} does not use {flag}; it has {options.names_text(method)}")
+        (hp_over if name == "lr" else opt_over).setdefault(name, value)  # --set NAME=... wins
     src = runs.load_run(args.source, args.data_dir)
     ds = src.dataset
     spec = data_lib.parse_forget(args.forget, ds.num_classes, seed=args.seed)
     data_lib.forget_split(ds, spec)  # refuses an empty forget set before anything is written
     mode = "classifier_only" if args.classifier_only else "cmf" if (args.cmf or src.info.get("head") == "cmf") else "full"
-    extra = _parse_sets(args.set)
-    hp_over = {k: v for k, v in extra.items() if k in method.hparams}
-    opt_over = {k: v for k, v in extra.items() if k not in method.hparams}
-    if args.lr is not None:
-        hp_over["lr"] = args.lr
-    settings = method.settings.replace(mode=mode, **{k: v for k, v in
-                                                     {"epochs": args.epochs, "batch_size": args.batch_size}.items()
-                                                     if v is not None}, **opt_over)
+    preset_hp, preset_settings = presets.lookup(ds.name, method.name, mode)  # explicit values win
+    hp_over = {**preset_hp, **hp_over}
+    settings = method.settings.replace(mode=mode, **{**preset_settings, **opt_over})
     if mode != "full" and not method.classifier_loss:  # unlearn() would refuse it after the workdir exists
         raise ValueError(f"{method.name} has no classifier loss, so mode {mode!r} does not apply")
     if args.devices is not None and args.devices != 1:
         raise ValueError("unlearn runs on one device: --devices is not supported here")
-    for k, v in hp_over.items():
-        if not isinstance(v, (int, float)):
-            raise ValueError(f"hyper-parameter {k} must be a number, got {v!r}")
-    if settings.epochs <= 0:
-        raise ValueError(f"epochs must be positive, got {settings.epochs}")
-    if not 0 < hp_over.get("lr", 1.0) < float("inf"):  # also refuses NaN
-        raise ValueError(f"learning rate must be positive and finite, got {hp_over['lr']}")
-    if settings.batch_size <= 0:
-        raise ValueError(f"batch size must be positive, got {settings.batch_size}")
+    try:  # types, ranges, names and the method's phase plan, before anything is written
+        options.validate(method, hp_over, settings)
+    except ValueError as e:
+        raise ValueError(f"{e} (see `jaxunlearn methods --dataset {ds.name}`)") from None
     problem = make_problem(ds, spec)
     if settings.batch_size > int(problem.retain.shape[0]):
         raise ValueError(f"batch size {settings.batch_size} is larger than the retain set ({int(problem.retain.shape[0])})")
@@ -122,6 +135,8 @@ def cmd_unlearn(args) -> int:
             "method": method.name, "forget": args.forget, "forget_classes": list(spec.classes),
             "mode": mode, "head": "cmf" if mode == "cmf" else "linear", "seed": args.seed,
             "hparams": {**method.hparams, **hp_over}, "settings": dataclasses.asdict(settings),
+            "preset": presets.preset_name(ds.name),
+            "preset_overrides": {"hparams": preset_hp, "settings": preset_settings},
             "data_dir": args.data_dir or src.info.get("data_dir"), "max_train": src.info.get("max_train"),
             "command": " ".join(sys.argv), "created": time.strftime("%Y-%m-%d %H:%M:%S")}
     if runs.prepare_workdir(args.workdir, args.overwrite, info):  # an earlier try stopped: start over
@@ -210,3 +225,29 @@ def cmd_study(args) -> int:
     from experiments import run_study
     config = args.config or ("digits" if args.quick else "fashion_mnist")
     return run_study(config, args.workdir, args.data_dir, progress=not args.no_progress)
+
+
+def cmd_methods(args) -> int:
+    from jaxunlearn.unlearn import METHODS, MODES, options, presets
+
+    dataset = args.dataset
+    where = (f"the {dataset} preset" if presets.preset_name(dataset) != presets.DEFAULTS else
+             f"the method defaults ({dataset} has no preset)") if dataset else "the method defaults"
+    print(f"Unlearning methods, with {where}. Override with --lr, --epochs, --batch-size and "
+          "--set NAME=VALUE (booleans true/false).\n")
+    for name, method in METHODS.items():
+        hp, settings = presets.lookup(dataset, name) if dataset else ({}, {})
+        kind = "training-free" if method.training_free else "gradient"
+        modes = ", ".join(MODES) if method.classifier_loss else "full"
+        print(f"{name}: {method.summary}  [{kind}; modes {modes}]")
+        print(options.describe(method, hp, method.settings.replace(**settings)))
+        if dataset:
+            for mode in MODES[1:]:
+                key = f"{name}-{mode}"
+                if key in presets.PRESETS.get(dataset, {}):
+                    m_hp, m_st = presets.lookup(dataset, name, mode)
+                    text = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                                     for k, v in {**m_hp, **m_st}.items())
+                    print(f"    in mode {mode}: {text}")
+        print()
+    return 0

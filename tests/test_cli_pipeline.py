@@ -85,3 +85,60 @@ def test_unlearn_refuses_bad_input(pipeline, capsys):
                        "--no-progress"])
         assert rc == 2 and msg in capsys.readouterr().err
     assert not (pipeline / "bad").exists()
+
+
+def _unlearn(pipeline, name, *argv):
+    return cli.main(["unlearn", "--from", str(pipeline / "orig"), "--forget", "3", "--workdir", str(pipeline / name),
+                     "--no-progress", *argv])
+
+
+def test_unlearn_refuses_bad_options_before_writing(pipeline, capsys):
+    """A misspelt name, a wrong type or a value out of range: one line naming the valid options, no workdir."""
+    for argv, msg in [(["--method", "neggrad_plus", "--set", "forget_wieght=0.5"],
+                       "neggrad_plus has no hyper-parameter or option 'forget_wieght'; it has hyper-parameters lr, "
+                       "forget_weight, clip; options epochs,"),
+                      (["--method", "unsir", "--set", "per_class=500.5"], "per_class is an integer"),
+                      (["--method", "gradient_ascent", "--set", "until_wrong=maybe"], "until_wrong is a boolean"),
+                      (["--method", "random_label", "--set", "label_pool=none"], "label_pool must be one of retain, all"),
+                      (["--method", "scrub", "--set", "msteps=-1"], "msteps must be >= 0"),
+                      (["--method", "random_label", "--lr", "-0.1"], "lr must be finite and > 0"),
+                      (["--method", "random_label", "--lr", "nan"], "lr must be finite and > 0"),
+                      (["--method", "random_label", "--epochs", "0"], "epochs must be >= 1"),
+                      (["--method", "svd", "--epochs", "2"], "svd does not use --epochs; it has hyper-parameters "
+                                                            "alpha_r, alpha_f; options samples, chunk")]:
+        assert _unlearn(pipeline, "bad-option", *argv) == 2, argv
+        err = capsys.readouterr().err
+        assert msg in err, (argv, err)
+        assert err.count("\n") == 1 and err.startswith("error: "), err
+    assert not (pipeline / "bad-option").exists()
+
+
+def test_unlearn_typed_set_values(pipeline):
+    """``--set until_wrong=False`` is False and ``--set per_class=500`` an int, through to run.json."""
+    assert _unlearn(pipeline, "ga-plain", "--method", "gradient_ascent", "--epochs", "1",
+                    "--set", "until_wrong=False") == 0
+    info = json.loads((pipeline / "ga-plain" / "run.json").read_text())
+    assert dict(info["settings"]["options"])["until_wrong"] is False
+    assert _unlearn(pipeline, "unsir-500", "--method", "unsir", "--set", "per_class=500",
+                    "--set", "noise_steps=2") == 0
+    info = json.loads((pipeline / "unsir-500" / "run.json").read_text())
+    opts = dict(info["settings"]["options"])
+    assert opts["per_class"] == 500 and isinstance(opts["per_class"], int) and opts["noise_steps"] == 2
+
+
+def test_unlearn_records_the_preset(pipeline, monkeypatch):
+    """The source run's dataset picks the preset; explicit values win; run.json says which was used."""
+    info = json.loads((pipeline / "rl" / "run.json").read_text())
+    assert info["preset"] == "digits"
+    assert info["preset_overrides"] == {"hparams": {}, "settings": {}}  # digits: the method defaults
+    from jaxunlearn.unlearn import presets
+    monkeypatch.setitem(presets.PRESETS, "digits", {"random_label": ({"lr": 0.02}, {"epochs": 2})})
+    assert _unlearn(pipeline, "rl-preset", "--method", "random_label", "--set", "label_pool=all") == 0
+    info = json.loads((pipeline / "rl-preset" / "run.json").read_text())
+    assert info["preset"] == "digits" and info["hparams"]["lr"] == 0.02 and info["settings"]["epochs"] == 2
+    assert info["preset_overrides"] == {"hparams": {"lr": 0.02}, "settings": {"epochs": 2}}
+    assert dict(info["settings"]["options"])["label_pool"] == "all"
+    assert _unlearn(pipeline, "rl-explicit", "--method", "random_label", "--lr", "0.03", "--set", "epochs=1") == 0
+    info = json.loads((pipeline / "rl-explicit" / "run.json").read_text())
+    assert info["hparams"]["lr"] == 0.03 and info["settings"]["epochs"] == 1
+

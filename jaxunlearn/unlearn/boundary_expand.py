@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxunlearn import train
+from jaxunlearn.unlearn import options as opt
 from jaxunlearn.unlearn.core import Method, Phase, Settings
 
 SHADOW = "shadow"
@@ -46,6 +47,7 @@ METHOD = Method(
     name="boundary_expand",
     summary="fine-tune forget samples into a shadow class, then prune it",
     hparams={"lr": 0.01},
+    options=(opt.LR(), *opt.TRAINING),
     settings=Settings(epochs=2, batch_size=64),
     phases=lambda s: [Phase("expand", expand_loss, {"forget": s.batch_size}, "forget", s.epochs)],
     prepare=prepare,

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 
 from jaxunlearn import train
 from jaxunlearn.data import normalize
+from jaxunlearn.unlearn import options as opt
 from jaxunlearn.unlearn.core import Method, Phase, Settings, padded_batches
 
 
@@ -57,6 +58,7 @@ METHOD = Method(
     name="boundary_shrink",
     summary="fine-tune forget samples towards their nearest wrong class (FGSM)",
     hparams={"lr": 0.01, "eps": 0.5},
+    options=(opt.LR(), opt.HParam("eps", "FGSM step size in normalised input space", 0.0), *opt.TRAINING),
     settings=Settings(epochs=2, batch_size=64),
     phases=lambda s: [Phase("shrink", shrink_loss, {"forget": s.batch_size}, "forget", s.epochs)],
     prepare=prepare,

@@ -38,6 +38,7 @@ import numpy as np
 
 from jaxunlearn import train
 from jaxunlearn.models import HEAD
+from jaxunlearn.unlearn import options as opt
 from jaxunlearn.unlearn.core import Method, Settings, forget_classes
 
 HIGHEST = jax.lax.Precision.HIGHEST
@@ -92,6 +93,8 @@ METHOD = Method(
     name="classifier_edit",
     summary="training-free: replace the forget rows of the head by flipped centred class means",
     hparams={"gamma": 0.0},
+    options=(opt.HParam("gamma", "0: the flipped centred class mean; 1: a zero row", 0.0, 1.0),
+             opt.Int("batch", 1000, "samples per feature-extraction batch", 1)),
     settings=Settings(options=(("batch", 1000),)),
     apply=apply,
     classifier_loss=False,

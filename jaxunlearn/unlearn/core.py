@@ -118,6 +118,9 @@ class Method:
       host_side: empty for a method whose whole run is traceable (jit / vmap / shard over
         seeds and forget sets); otherwise one line saying which step runs on the host (it
         then runs only through the host driver :func:`unlearn`, and sweeps loop over it).
+      options: the typed declaration of the hyper-parameters and options the method reads,
+        a tuple of :class:`jaxunlearn.unlearn.options.Spec` (checked against ``hparams`` and
+        ``settings`` here; ``()`` declares nothing and skips the typed checks).
     """
 
     name: str
@@ -132,6 +135,11 @@ class Method:
     from_scratch: bool = False
     classifier_loss: bool = True
     host_side: str = ""
+    options: tuple = ()
+
+    def __post_init__(self):
+        from jaxunlearn.unlearn import options
+        options.check_declaration(self)
 
     @property
     def training_free(self) -> bool:

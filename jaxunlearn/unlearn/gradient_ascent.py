@@ -15,6 +15,7 @@ with it the run would coast on. ``until_wrong=False`` is plain GA.
 import jax
 import optax
 
+from jaxunlearn.unlearn import options as opt
 from jaxunlearn.unlearn.core import Method, Phase, Settings
 
 
@@ -34,6 +35,8 @@ METHOD = Method(
     name="gradient_ascent",
     summary="ascend the forget-set cross-entropy",
     hparams={"lr": 0.1},
+    options=(opt.LR(), *opt.TRAINING,
+             opt.Bool("until_wrong", True, "a forget sample stops contributing once misclassified (false: plain GA)")),
     settings=Settings(epochs=5, batch_size=64, momentum=0.0, options=(("until_wrong", True),)),
     phases=lambda s: [Phase("ascent", make_loss(s.option("until_wrong", True)), {"forget": s.batch_size}, "forget",
                             s.epochs)],

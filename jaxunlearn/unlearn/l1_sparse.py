@@ -9,6 +9,7 @@ model size, so scale ``alpha`` down for longer runs on larger datasets."""
 import jax
 import jax.numpy as jnp
 
+from jaxunlearn.unlearn import options as opt
 from jaxunlearn.unlearn.core import Method, Phase, Settings, retain_ce
 
 
@@ -23,6 +24,7 @@ METHOD = Method(
     name="l1_sparse",
     summary="retain fine-tuning with a decaying l1 penalty",
     hparams={"lr": 0.1, "alpha": 2e-3},
+    options=(opt.LR(), opt.HParam("alpha", "l1 weight at the start (decays linearly to 0)", 0.0), *opt.TRAINING),
     settings=Settings(epochs=10),
     phases=lambda s: [Phase("l1_sparse", l1_sparse_loss, {"retain": s.batch_size}, "retain", s.epochs)],
 )

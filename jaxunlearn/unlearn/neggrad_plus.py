@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxunlearn import train
+from jaxunlearn.unlearn import options as opt
 from jaxunlearn.unlearn.core import Method, Phase, Settings
 
 
@@ -33,6 +34,8 @@ METHOD = Method(
     name="neggrad_plus",
     summary="descend on retain, ascend (clipped) on forget",
     hparams={"lr": 0.01, "forget_weight": 1.0, "clip": 1.0},
+    options=(opt.LR(), opt.HParam("forget_weight", "scale of the forget-set ascent", 0.0),
+             opt.HParam("clip", "norm the forget gradient is clipped to", 0.0, low_open=True), *opt.TRAINING),
     settings=Settings(epochs=2),
     phases=lambda s: [Phase("neggrad_plus", neggrad_plus_loss, {"retain": s.batch_size, "forget": s.batch_size},
                             "retain", s.epochs)],

@@ -6,6 +6,7 @@ code). Cross-entropy on the whole mixed batch.
 """
 
 from jaxunlearn import train
+from jaxunlearn.unlearn import options as opt
 from jaxunlearn.unlearn.core import Method, Phase, Settings, random_retain_labels
 
 
@@ -18,6 +19,10 @@ def make_loss(label_pool: str = "retain"):
         return loss, (bs, {"loss": loss, "accuracy": train.accuracy(logits, b["labels"])})
 
     return random_label_loss
+
+
+LABEL_POOL = opt.Choice("label_pool", "retain", ("retain", "all"),
+                        "random labels from the retain classes (the paper) or all other classes (SalUn's code)")
 
 
 def phases(s):
@@ -33,6 +38,7 @@ METHOD = Method(
     name="random_label",
     summary="relabel forget samples with random retain classes",
     hparams={"lr": 0.01},
+    options=(opt.LR(), *opt.TRAINING, LABEL_POOL),
     settings=Settings(epochs=1),
     phases=phases,
     prepare=prepare,

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxunlearn import train
-from jaxunlearn.unlearn import random_label
+from jaxunlearn.unlearn import options as opt, random_label
 from jaxunlearn.unlearn.core import Method, Settings, padded_batches
 
 
@@ -47,6 +47,9 @@ METHOD = Method(
     name="salun",
     summary="random labels on the most salient half of the weights",
     hparams={"lr": 0.01},
+    options=(opt.LR(), *opt.TRAINING, random_label.LABEL_POOL,
+             opt.Float("threshold", 0.5, "fraction of the parameters (top saliency) that may move", 0.0, 1.0,
+                       low_open=True)),
     settings=Settings(epochs=1, options=(("threshold", 0.5),)),
     phases=random_label.phases,
     prepare=prepare,

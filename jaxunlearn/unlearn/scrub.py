@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxunlearn import train
+from jaxunlearn.unlearn import options as opt
 from jaxunlearn.unlearn.core import Method, Phase, Settings
 
 
@@ -62,6 +63,10 @@ METHOD = Method(
     name="scrub",
     summary="teacher-student: diverge on forget, match on retain",
     hparams={"lr": 0.01, "temperature": 4.0, "ce_weight": 0.99, "kl_weight": 0.001},
+    options=(opt.LR(), opt.HParam("temperature", "distillation temperature T", 0.0, low_open=True),
+             opt.HParam("ce_weight", "weight of the retain cross-entropy in the min pass", 0.0),
+             opt.HParam("kl_weight", "weight of the retain KL in the min pass", 0.0), *opt.TRAINING,
+             opt.Int("msteps", 2, "the first msteps epochs start with a max pass over the forget set", 0)),
     settings=Settings(epochs=2, batch_size=64, options=(("msteps", 2),)),
     phases=phases,
     prepare=prepare,

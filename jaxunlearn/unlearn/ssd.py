@@ -26,10 +26,13 @@ Tune ``alpha`` per dataset and model (``lambda`` matters little: 0.1-5 gave the 
 results).
 """
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 
 from jaxunlearn import train
+from jaxunlearn.unlearn import options as opt
 from jaxunlearn.unlearn.core import Method, Settings, padded_batches
 
 
@@ -82,6 +85,10 @@ METHOD = Method(
     name="ssd",
     summary="training-free: dampen parameters far more important to the forget set (Fisher)",
     hparams={"alpha": 50.0, "lambda": 1.0},
+    options=(opt.HParam("alpha", "selection: dampen where I_f > alpha * I_D", 0.0, low_open=True),
+             opt.HParam("lambda", "dampening constant", 0.0, low_open=True),
+             dataclasses.replace(opt.BATCH_SIZE, help="samples per Fisher batch"),
+             opt.Bool("per_sample", False, "empirical Fisher of per-sample gradients (false: batch gradients)")),
     settings=Settings(batch_size=128),
     apply=apply,
     classifier_loss=False,

@@ -43,6 +43,7 @@ import numpy as np
 from flax.linen.linear import canonicalize_padding
 
 from jaxunlearn.data import normalize
+from jaxunlearn.unlearn import options as opt
 from jaxunlearn.unlearn.core import Method, Settings, padded_batches
 
 HIGHEST = jax.lax.Precision.HIGHEST
@@ -151,6 +152,10 @@ METHOD = Method(
     name="svd",
     summary="training-free: project weights off the forget-class activation subspace",
     hparams={"alpha_r": 100.0, "alpha_f": 30.0},
+    options=(opt.HParam("alpha_r", "scaling of the retain-space importances", 0.0, low_open=True),
+             opt.HParam("alpha_f", "scaling of the forget-space importances", 0.0, low_open=True),
+             opt.Int("samples", 900, "forget samples, and retain samples, whose activations are used", 1),
+             opt.Int("chunk", 100, "samples per activation batch", 1)),
     settings=Settings(options=(("samples", 900), ("chunk", 100))),
     apply=apply,
     classifier_loss=False,

@@ -26,6 +26,7 @@ import optax
 
 from jaxunlearn import train
 from jaxunlearn.data import normalize
+from jaxunlearn.unlearn import options as opt
 from jaxunlearn.unlearn.core import Method, Phase, Settings, forget_classes, retain_ce
 
 
@@ -97,6 +98,15 @@ METHOD = Method(
     name="unsir",
     summary="error-maximising noise: impair on noise + retain subset, then repair",
     hparams={"lr": 2e-3, "noise_lr": 0.1, "noise_reg": 0.1},
+    options=(opt.LR("learning rate of both phases (Adam)"),
+             opt.HParam("noise_lr", "Adam learning rate of the noise", 0.0, low_open=True),
+             opt.HParam("noise_reg", "weight of mean(noise^2) in the noise objective", 0.0),
+             opt.EPOCHS, opt.BATCH_SIZE, opt.WEIGHT_DECAY, opt.SCHEDULE, opt.CMF_TEMPERATURE,
+             opt.Int("impair_epochs", 1, "impair epochs (the other epochs repair); below epochs", 1),
+             opt.Int("noise_batch", 64, "noise samples added to each impair batch", 1),
+             opt.Int("noise_size", 64, "noise samples learned per forget class", 1),
+             opt.Int("noise_steps", 40, "Adam steps of the noise", 0),
+             opt.Int("per_class", 1000, "retain samples per class in the retain subset", 1)),
     settings=Settings(epochs=2, optimizer="adam", weight_decay=0.0,
                       options=(("impair_epochs", 1), ("noise_batch", 64), ("noise_size", 64),
                                ("noise_steps", 40), ("per_class", 1000))),
