@@ -7,13 +7,17 @@ Layers, from inner to outer:
   ``loss_fn(net, params, batch_stats, batch, key, hparams, aux) -> (loss, (batch_stats, metrics))``
   where ``batch`` maps stream names (``"train"``, ``"retain"``, ``"forget"``, ...) to dicts of
   batched arrays (``"images" [B, H, W, C] uint8``, ``"labels" [B] int32``, ...).
-* :func:`make_run_steps` runs steps ``[start, start + num)`` of one epoch inside one
-  ``lax.scan``: per-stream permutations and gathers happen inside jit, data arrives as
-  arguments. Secondary streams wrap around when they are shorter than the epoch.
-* :func:`fit` is the host loop: epochs, chunks (for checkpoints every N steps), early
-  stopping, progress, JSON-lines logging, interruption and divergence handling.
-* :func:`make_train` is the pure whole-run function ``train(key, data, hparams) -> state``
-  (``lax.scan`` over epochs, no host callbacks), for ``jax.vmap`` over seeds.
+* :class:`Epoch` is the pure epoch function: which rows each step of an epoch reads
+  (per-stream orders and gathers inside jit, data arriving as arguments, streams padded to a
+  common length with a validity mask so unequal forget sets batch) and the step itself.
+* :func:`run_epochs` runs whole epochs of an :class:`Epoch` in ``lax.scan`` (pure, no host
+  callbacks): the core of every whole run, vmappable over seeds, forget sets and hparams.
+* :func:`make_train` is the pure whole training run ``train(key, data, hparams) -> state``.
+* Host drivers are thin layers over the same :class:`Epoch`: :func:`jit_runner` (alias
+  :func:`make_run_steps`) executes steps ``[start, start + num)`` of an epoch (one jitted
+  step per call on CPU, a jitted ``lax.scan`` elsewhere), and :func:`fit` adds epochs,
+  chunks (checkpoints every N steps), early stopping, progress, JSON-lines logging,
+  interruption and divergence handling.
 
 Learning rate and other swept values live in ``hparams`` (a dict of arrays), so they can be
 vmapped; architecture, step counts and batch sizes are static.
@@ -25,7 +29,7 @@ import dataclasses
 import functools
 import math
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -70,15 +74,19 @@ def make_gradient_transform(cfg: OptimConfig) -> optax.GradientTransformation:
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose sgd or adam")
 
 
-def learning_rate(cfg: OptimConfig, base_lr: jax.Array, step: jax.Array) -> jax.Array:
-    """Learning rate at ``step`` (scalar) for a base rate ``base_lr`` (scalar array)."""
+def learning_rate(cfg: OptimConfig, base_lr: jax.Array, step: jax.Array, total_steps=None) -> jax.Array:
+    """Learning rate at ``step`` (scalar) for a base rate ``base_lr`` (scalar array).
+
+    ``total_steps`` (a scalar, possibly traced) overrides ``cfg.total_steps``.
+    """
+    total_steps = cfg.total_steps if total_steps is None else total_steps
     if cfg.schedule == "constant":
         return base_lr
     if cfg.schedule != "cosine":
         raise ValueError(f"unknown schedule {cfg.schedule!r}; choose cosine or constant")
     step = step.astype(jnp.float32)
     warm = jnp.minimum(1.0, (step + 1) / max(cfg.warmup_steps, 1)) if cfg.warmup_steps else 1.0
-    decay_steps = max(cfg.total_steps - cfg.warmup_steps, 1)
+    decay_steps = jnp.maximum(total_steps - cfg.warmup_steps, 1)
     progress = jnp.clip((step - cfg.warmup_steps) / decay_steps, 0.0, 1.0)
     final = jnp.minimum(cfg.final_lr, base_lr)
     cosine = final + (base_lr - final) * 0.5 * (1.0 + jnp.cos(jnp.pi * progress))
@@ -146,7 +154,9 @@ def make_step(net: Net, loss_fn: Callable, cfg: OptimConfig, *, bn_train: bool =
 
     Returns:
       ``step(state, batch, key, hparams, aux) -> (state, metrics)``. ``hparams["lr"]`` is the
-      base learning rate; the loss also sees ``hparams["progress"]`` = step / total_steps. If ``aux`` holds ``"update_mask"`` (a params-shaped pytree of
+      base learning rate; ``hparams["total_steps"]`` (optional, may be traced) overrides
+      ``cfg.total_steps``; the loss also sees ``hparams["progress"]`` = step / total_steps. If
+      ``aux`` holds ``"update_mask"`` (a params-shaped pytree of
       bools), parameters where it is False keep their exact bits: the mask applies to the final
       update, after weight decay and momentum.
     """
@@ -159,14 +169,15 @@ def make_step(net: Net, loss_fn: Callable, cfg: OptimConfig, *, bn_train: bool =
                                                           augment.pad, augment.flip)}
                      for i, (name, b) in enumerate(sorted(batch.items()))}
 
-        hp = {**hparams, "progress": state.step.astype(jnp.float32) / max(cfg.total_steps, 1)}
+        total = hparams.get("total_steps", cfg.total_steps)
+        hp = {**hparams, "progress": state.step.astype(jnp.float32) / jnp.maximum(total, 1)}
 
         def objective(params):
             return loss_fn(net, params, state.batch_stats, batch, k_loss, hp, aux)
 
         (loss, (new_bs, metrics)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
         directions, opt_state = transform.update(grads, state.opt_state, state.params)
-        lr = learning_rate(cfg, jnp.asarray(hparams["lr"], jnp.float32), state.step)
+        lr = learning_rate(cfg, jnp.asarray(hparams["lr"], jnp.float32), state.step, total)
         new_params = jax.tree.map(lambda p, d: p - (lr * d).astype(p.dtype), state.params, directions)
         mask = aux.get("update_mask") if isinstance(aux, Mapping) else None
         if mask is not None:
@@ -196,76 +207,184 @@ def default_loop() -> str:
     return "host" if jax.default_backend() == "cpu" else "scan"
 
 
-def make_run_steps(step: Callable, batch_sizes: Mapping[str, int], primary: str,
-                   batch_sharding=None, loop: str | None = None) -> Callable:
-    """Wraps ``step`` into ``run_steps(state, key, data, streams, hparams, aux, epoch, start, num)``.
+class Stream(NamedTuple):
+    """Rows of one data stream, padded to a fixed length so streams of unequal sizes batch.
 
-    Args:
-      step: from :func:`make_step`.
-      batch_sizes: batch size of each stream, e.g. ``{"retain": 128, "forget": 128}``.
-      primary: the stream whose length defines the epoch.
-      batch_sharding: optional ``NamedSharding`` for batched arrays (data parallelism).
-      loop: ``"scan"`` (one ``lax.scan`` per call), ``"host"`` (a Python loop over a jitted
-        step) or None for :func:`default_loop`. Both give the same numbers.
+    Attributes:
+      index: int32 ``[L]`` rows into the data arrays.
+      valid: bool ``[L]``; padded entries (False) are never drawn into a batch.
+    """
 
-    The returned function runs steps ``start .. start + num - 1`` of epoch ``epoch`` and
-    returns ``(state, metrics)`` with metrics stacked ``[num]``. ``data`` maps array names to
-    arrays with a shared leading axis ``[N, ...]``; ``streams`` maps stream names to int32
-    index arrays into ``data``. Each stream is permuted with
-    ``fold_in(fold_in(key, epoch), stream_number)``; step ``t`` draws positions
-    ``t * B .. t * B + B - 1`` (mod the stream length). The step key is
+    index: jax.Array
+    valid: jax.Array
+
+    @property
+    def count(self) -> jax.Array:
+        """Number of valid rows (int32 scalar, traced under vmap)."""
+        return self.valid.sum().astype(jnp.int32)
+
+
+def as_stream(rows) -> Stream:
+    """A :class:`Stream` from an index array (every row valid) or a stream (unchanged)."""
+    if isinstance(rows, Stream):
+        return rows
+    rows = jnp.asarray(rows, jnp.int32)
+    return Stream(rows, jnp.ones(rows.shape, bool))
+
+
+def pad_stream(rows, length: int) -> Stream:
+    """``rows`` (int32 ``[n]``, ``n <= length``) padded with row 0 marked invalid to ``[length]``."""
+    rows = np.asarray(rows, np.int32)
+    if rows.shape[0] > length:
+        raise ValueError(f"cannot pad {rows.shape[0]} rows to {length}")
+    pad = length - rows.shape[0]
+    return Stream(jnp.asarray(np.pad(rows, (0, pad))), jnp.asarray(np.arange(length) < rows.shape[0]))
+
+
+@dataclasses.dataclass(frozen=True)
+class Epoch:
+    """The pure epoch function of one training loop: which rows each step reads, and the step.
+
+    Each stream is ordered per epoch by random scores over the *data rows*
+    (``uniform(fold_in(fold_in(key, epoch), stream_number), [N])``), valid rows first; step
+    ``t`` of the epoch draws positions ``t * B .. t * B + B - 1`` (mod the stream's valid
+    count). Because the order depends on row scores rather than on the stream's length, a
+    stream padded to a common length draws exactly the batches of the unpadded stream, so
+    forget sets of unequal sizes can be stacked and vmapped. The step key is
     ``fold_in(fold_in(key, 1_000_003), global_step)``, so a run split into chunks equals the
     unsplit run.
+
+    Attributes:
+      step: from :func:`make_step`.
+      batch_sizes: batch size of each stream, e.g. ``{"retain": 128, "forget": 128}``.
+      primary: the stream whose valid count defines the epoch (``count // B`` steps).
+      batch_sharding: optional ``NamedSharding`` of batched arrays (data parallelism).
+      masked: steps past the primary stream's own epoch length leave the state unchanged
+        (set for stacked runs whose streams are padded; unpadded runs need no mask).
     """
-    names = sorted(batch_sizes)
+
+    step: Callable
+    batch_sizes: Mapping[str, int]
+    primary: str
+    batch_sharding: Any = None
+    masked: bool = False
+
+    @property
+    def names(self) -> list:
+        return sorted(self.batch_sizes)
+
+    def max_steps(self, streams) -> int:
+        """Static steps per epoch from the primary stream's (padded) length."""
+        return steps_per_epoch(int(as_stream(streams[self.primary]).index.shape[0]),
+                               self.batch_sizes[self.primary])
+
+    def num_steps(self, streams) -> jax.Array:
+        """Steps per epoch of these streams (int32 scalar; traced for padded streams)."""
+        return jnp.maximum(1, as_stream(streams[self.primary]).count // self.batch_sizes[self.primary])
+
+    def order(self, key, data, streams, epoch):
+        """``{name: (rows [L] in this epoch's order, valid count)}`` for every stream."""
+        ek = jax.random.fold_in(key, epoch)
+        num_rows = next(iter(data.values())).shape[0]
+        out = {}
+        for j, n in enumerate(self.names):
+            s = as_stream(streams[n])
+            score = jax.random.uniform(jax.random.fold_in(ek, j), (num_rows,))[s.index]
+            rows = s.index[jnp.argsort(jnp.where(s.valid, score, 2.0))]
+            out[n] = (rows, jnp.maximum(s.count, 1))
+        return out
+
+    def step_at(self, state, key, data, order, hparams, aux, t):
+        """Step ``t`` of the epoch whose stream order is ``order``; ``(state, metrics)``."""
+        batch = {}
+        for n in self.names:
+            rows, count = order[n]
+            bs = self.batch_sizes[n]
+            pos = (t * bs + jnp.arange(bs)) % count
+            b = {k: v[rows[pos]] for k, v in data.items()}
+            if self.batch_sharding is not None:
+                b = jax.lax.with_sharding_constraint(b, self.batch_sharding)
+            batch[n] = b
+        step_key = jax.random.fold_in(jax.random.fold_in(key, 1_000_003), state.step)
+        new_state, metrics = self.step(state, batch, step_key, hparams, aux)
+        if self.masked:
+            active = t < self.num_steps_of(order)
+            new_state = jax.tree.map(lambda a, b: jnp.where(active, a, b), new_state, state)
+        return new_state, metrics
+
+    def num_steps_of(self, order) -> jax.Array:
+        return jnp.maximum(1, order[self.primary][1] // self.batch_sizes[self.primary])
+
+    def run(self, state, key, data, streams, hparams, aux, epoch, start, num: int):
+        """Steps ``start .. start + num - 1`` of epoch ``epoch`` in one ``lax.scan`` (pure)."""
+        order = self.order(key, data, streams, epoch)
+        return jax.lax.scan(lambda s, t: self.step_at(s, key, data, order, hparams, aux, t), state,
+                            start + jnp.arange(num))
+
+
+def run_epochs(epoch_fn: Epoch, state: TrainState, key, data, streams, hparams, aux, epochs: int,
+               before_epoch: Callable | None = None) -> tuple[TrainState, Any]:
+    """``epochs`` whole epochs, pure: ``lax.scan`` over epochs of ``lax.scan`` over steps.
+
+    ``before_epoch(state, epoch, aux) -> aux`` (traceable) runs at the start of each epoch.
+    Returns ``(state, aux)``. This is the traced counterpart of :func:`fit`.
+    """
+    num = epoch_fn.max_steps(streams)
+
+    def body(carry, e):
+        state, aux = carry
+        if before_epoch is not None:
+            aux = before_epoch(state, e, aux)
+        state, _ = epoch_fn.run(state, key, data, streams, hparams, aux, e, 0, num)
+        return (state, aux), None
+
+    if before_epoch is not None:  # the carry needs aux's final structure: zeros of what the hook adds
+        shape = jax.eval_shape(before_epoch, state, 0, aux)
+        aux = {**jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shape), **aux}
+    (state, aux), _ = jax.lax.scan(body, (state, aux), jnp.arange(epochs))
+    return state, aux
+
+
+def jit_runner(epoch_fn: Epoch, loop: str | None = None) -> Callable:
+    """The host driver's runner ``run_steps(state, key, data, streams, hparams, aux, epoch, start, num)``.
+
+    ``loop="scan"``: one jitted ``lax.scan`` per call (:meth:`Epoch.run`); ``"host"``: a Python
+    loop over one jitted :meth:`Epoch.step_at`; None: :func:`default_loop`. Both give the
+    same numbers. Returns ``(state, metrics stacked [num])``.
+    """
     loop = loop or default_loop()
     if loop not in ("scan", "host"):
         raise ValueError(f"unknown loop {loop!r}; choose scan or host")
-
-    def epoch_perms(key, streams, epoch):
-        ek = jax.random.fold_in(key, epoch)
-        return {n: streams[n][jax.random.permutation(jax.random.fold_in(ek, j), streams[n].shape[0])]
-                for j, n in enumerate(names)}
-
-    def one_step(state, key, data, perms, hparams, aux, t):
-        batch = {}
-        for n in names:
-            bs = batch_sizes[n]
-            pos = (t * bs + jnp.arange(bs)) % perms[n].shape[0]
-            b = {k: v[perms[n][pos]] for k, v in data.items()}
-            if batch_sharding is not None:
-                b = jax.lax.with_sharding_constraint(b, batch_sharding)
-            batch[n] = b
-        step_key = jax.random.fold_in(jax.random.fold_in(key, 1_000_003), state.step)
-        return step(state, batch, step_key, hparams, aux)
-
-    def run_scan(state, key, data, streams, hparams, aux, epoch, start, num: int):
-        perms = epoch_perms(key, streams, epoch)
-        return jax.lax.scan(lambda s, t: one_step(s, key, data, perms, hparams, aux, t), state,
-                            start + jnp.arange(num))
-
     if loop == "scan":
-        return jax.jit(run_scan, static_argnames=("num",))
-
-    jit_perms = jax.jit(epoch_perms)
-    jit_step = jax.jit(one_step)
+        return jax.jit(epoch_fn.run, static_argnames=("num",))
+    jit_order = jax.jit(epoch_fn.order)
+    jit_step = jax.jit(epoch_fn.step_at)
     # Several CPU devices: a step's cross-device all-reduce can deadlock when steps are queued
     # without being awaited (DESIGN.md), so wait for each step there.
-    block_each = (batch_sharding is not None and batch_sharding.mesh.size > 1
-                  and jax.default_backend() == "cpu")
+    sharding = epoch_fn.batch_sharding
+    block_each = sharding is not None and sharding.mesh.size > 1 and jax.default_backend() == "cpu"
 
     def run_host(state, key, data, streams, hparams, aux, epoch, start, num: int):
-        perms = jit_perms(key, streams, epoch)
+        order = jit_order(key, data, streams, epoch)
         metrics = []
         for t in range(start, start + num):
-            state, m = jit_step(state, key, data, perms, hparams, aux, t)
+            state, m = jit_step(state, key, data, order, hparams, aux, t)
             if block_each:
                 jax.block_until_ready(state)
             metrics.append(m)
         return state, jax.tree.map(lambda *xs: jnp.stack(xs), *metrics)
 
-    run_host.pure = run_scan  # traceable form, used by make_train
     return run_host
+
+
+def make_run_steps(step: Callable, batch_sizes: Mapping[str, int], primary: str,
+                   batch_sharding=None, loop: str | None = None) -> Callable:
+    """``jit_runner(Epoch(step, batch_sizes, primary, batch_sharding), loop)`` (see :class:`Epoch`).
+
+    ``streams`` passed to the runner map stream names to int32 index arrays into ``data``
+    (or :class:`Stream` objects); ``data`` maps array names to arrays ``[N, ...]``.
+    """
+    return jit_runner(Epoch(step, dict(batch_sizes), primary, batch_sharding), loop)
 
 
 # ----------------------------------------------------------------------------- host loop
@@ -442,28 +561,56 @@ def make_predict(net: Net, batch_size: int = 1000, loop: str | None = None) -> C
 # ----------------------------------------------------------------------------- pure whole run
 
 def make_train(net: Net, image_shape, cfg: OptimConfig, *, epochs: int, batch_size: int,
-               num_train: int, loss_fn: Callable = supervised_loss, augment: AugmentConfig = AugmentConfig(),
-               bn_train: bool = True) -> Callable:
+               num_train: int | None = None, loss_fn: Callable = supervised_loss,
+               augment: AugmentConfig = AugmentConfig(), bn_train: bool = True,
+               patience: int | None = None, eval_batch_size: int = 1000) -> Callable:
     """Returns a pure ``train(key, data, hparams) -> TrainState``: init and ``epochs`` epochs.
 
-    No early stopping or host callbacks, so the function is traceable end to end and
+    No host callbacks, so the function is traceable end to end and
     ``jax.vmap(train, in_axes=(0, None, None))(keys, data, hparams)`` trains one model per key.
-    ``data`` holds ``"images"`` and ``"labels"`` of the ``num_train`` training samples.
+
+    ``data`` holds ``"images"`` and ``"labels"`` ``[N, ...]``; optionally ``"train_rows"``, a
+    :class:`Stream` of the rows to train on (e.g. a retain set padded to a common length, so
+    retrainings on forget sets of unequal sizes vmap; default: every row, or the first
+    ``num_train``). With ``"val_images"`` / ``"val_labels"`` the run keeps the state of the
+    best validation accuracy (evaluated after every epoch, first best on ties) and, with
+    ``patience``, stops updating after that many epochs without improvement: what the host
+    driver (:func:`fit` with ``early_stopping_metric``) does. The same key and rows give the
+    same model as :func:`jaxunlearn.runs.train_model`.
     """
     step = make_step(net, loss_fn, cfg, bn_train=bn_train, augment=augment)
-    spe = steps_per_epoch(num_train, batch_size)
-    run_steps = make_run_steps(step, {"train": batch_size}, "train", loop="scan")
+    epoch_fn = Epoch(step, {"train": batch_size}, "train", masked=True)
+    predict = make_predict(net, eval_batch_size, loop="scan")
 
     def train(key, data, hparams):
+        data = dict(data)
+        rows = data.pop("train_rows", None)
+        val_x, val_y = data.pop("val_images", None), data.pop("val_labels", None)
+        if rows is None:
+            n = num_train if num_train is not None else data["labels"].shape[0]
+            rows = jnp.arange(n, dtype=jnp.int32)
         k_init, k_data = jax.random.split(key)
         state = init_state(net, k_init, image_shape, cfg)
-        streams = {"train": jnp.arange(num_train, dtype=jnp.int32)}
+        streams = {"train": rows}
+        spe = epoch_fn.max_steps(streams)
+        if val_x is None or val_y.shape[0] == 0:
+            state, _ = run_epochs(epoch_fn, state, k_data, data, streams, hparams, {}, epochs)
+            return state
 
-        def epoch_body(state, e):
-            state, _ = run_steps.__wrapped__(state, k_data, data, streams, hparams, {}, e, 0, spe)
-            return state, None
+        def body(carry, e):
+            state, best, best_state, since = carry
+            stopped = since >= (patience if patience is not None else epochs + 1)
+            new, _ = epoch_fn.run(state, k_data, data, streams, hparams, {}, e, 0, spe)
+            state = jax.tree.map(lambda a, b: jnp.where(stopped, b, a), new, state)
+            logits, _ = predict(state.params, state.batch_stats, val_x)
+            acc = jnp.mean(jnp.argmax(logits, -1) == val_y)
+            better = (acc > best) & ~stopped
+            best_state = jax.tree.map(lambda a, b: jnp.where(better, a, b), state, best_state)
+            since = jnp.where(better, 0, jnp.where(stopped, since, since + 1))
+            return (state, jnp.where(better, acc, best), best_state, since), None
 
-        state, _ = jax.lax.scan(epoch_body, state, jnp.arange(epochs))
-        return state
+        carry = (state, jnp.float32(-jnp.inf), state, jnp.int32(0))
+        (_, _, best_state, _), _ = jax.lax.scan(body, carry, jnp.arange(epochs))
+        return best_state
 
     return train

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from jaxunlearn import data as data_lib
-from jaxunlearn import runs
 from jaxunlearn.data import ForgetSpec
 from jaxunlearn.state import tree_equal
 from jaxunlearn.unlearn import get_method, make_problem, sweep, unlearn
@@ -16,7 +15,9 @@ def test_sweep_over_every_class_matches_separate_runs(trained_digits, digits):
     method = get_method("ssd")
     key = jax.random.key(0)
     out = sweep.sweep_forget_sets(method, key, net, state, digits, range(10))
-    assert out["strategy"] == "loop"  # digits classes have 125..131 training samples: unequal sizes
+    # digits classes have 125..131 training samples: unequal sizes batch through padding, and
+    # the strategy is whatever the measurement on this backend chose
+    assert out["strategy"] in ("vmap", "loop") and "measured on cpu" in out["strategy_reason"]
     assert out["forget_sets"] == [f"classes {c}" for c in range(10)]
     assert out["retain_accuracy"].shape == out["forget_accuracy"].shape == out["runtime_s"].shape == (10,)
     assert (out["runtime_s"] > 0).all()
@@ -68,28 +69,19 @@ def test_devices_strategy_shards_forget_sets_and_matches_the_loop(trained_digits
             np.testing.assert_allclose(x, y, atol=1e-4)
 
 
-def test_auto_falls_back_to_the_loop_for_host_side_methods(trained_digits, digits):
+def test_host_side_methods_loop_by_their_declaration(trained_digits, digits):
     net, state = trained_digits
     specs = [ForgetSpec((), 0.1, seed) for seed in range(2)]
     out = sweep.sweep_forget_sets("svd", jax.random.key(0), net, state, digits, specs)
-    assert out["strategy"] == "loop" and "not traceable" in out["strategy_note"]
-    with pytest.raises(ValueError, match="cannot be vmapped"):
+    assert out["strategy"] == "loop" and "host-side step" in out["strategy_reason"]
+    with pytest.raises(ValueError, match="traceable"):
         sweep.sweep_forget_sets("svd", jax.random.key(0), net, state, digits, specs, strategy="vmap")
 
 
-def test_strategy_choice_and_refusals(trained_digits, digits):
+def test_refusals(trained_digits, digits):
     net, state = trained_digits
-    equal = [make_problem(digits, ForgetSpec((), 0.1, s)) for s in range(2)]
-    unequal = [make_problem(digits, data_lib.parse_forget(str(c), 10)) for c in (0, 1)]
-    assert sweep.choose_strategy(state, equal) == "vmap"
-    assert sweep.choose_strategy(state, unequal) == "loop"
-    cnn = runs.make_net(digits, "cnn")
-    params, bs = cnn.init(jax.random.key(0), digits.image_shape)
-    assert sweep.choose_strategy(state._replace(params=params, batch_stats=bs), equal) == "loop"
     with pytest.raises(ValueError, match="unknown strategy"):
         sweep.sweep_forget_sets("ssd", jax.random.key(0), net, state, digits, [3], strategy="sideways")
-    with pytest.raises(ValueError, match="equal sizes"):
-        sweep.sweep_forget_sets("finetune", jax.random.key(0), net, state, digits, [0, 1], strategy="vmap")
     with pytest.raises(ValueError, match="no forget sets"):
         sweep.sweep_forget_sets("ssd", jax.random.key(0), net, state, digits, [])
     with pytest.raises(ValueError, match="outside"):

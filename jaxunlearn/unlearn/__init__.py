@@ -7,7 +7,7 @@ One module per method; shared mechanics (problem, phases, head modes, runner) li
 import importlib
 
 from jaxunlearn.unlearn.core import (MODES, Method, Phase, Problem, Settings, UnlearnResult, make_problem,
-                                     unlearn)
+                                     make_problems, make_unlearn, problem_axes, unlearn)
 
 _MODULES = ["retrain", "finetune", "gradient_ascent", "random_label", "salun", "neggrad_plus", "scrub",
             "unsir", "svd", "l1_sparse", "ssd", "boundary_shrink", "boundary_expand", "classifier_edit", "cmf_finetune"]
@@ -29,4 +29,4 @@ def get_method(name: str) -> Method:
 
 
 __all__ = ["METHODS", "MODES", "Method", "Phase", "Problem", "Settings", "UnlearnResult", "get_method",
-           "make_problem", "unlearn"]
+           "make_problem", "make_problems", "make_unlearn", "problem_axes", "unlearn"]

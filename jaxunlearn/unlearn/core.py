@@ -37,18 +37,53 @@ from jaxunlearn.state import Net, TrainState
 MODES = ("full", "classifier_only", "cmf")
 
 
-class Problem(NamedTuple):
-    """The arrays of one unlearning problem (all on device, all traced)."""
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """The arrays of one unlearning problem (a pytree; ``num_classes`` is static).
 
-    data: dict            # "images" uint8 [N,H,W,C], "labels" int32 [N], "forget" bool [N], "index" int32 [N]
-    retain: jax.Array     # int32 [Nr] rows of the retain set
-    forget: jax.Array     # int32 [Nf] rows of the forget set
-    retain_classes: jax.Array  # bool [K]: True for classes that keep samples in the retain set
-    num_classes: int
+    Index arrays may be padded to a common length (:func:`make_problems`) so that problems of
+    unequal sizes stack on a leading axis and vmap; padded rows are marked invalid and are
+    never drawn into a batch or counted in a statistic.
+
+    Attributes:
+      data: ``"images"`` uint8 ``[N,H,W,C]``, ``"labels"`` int32 ``[N]``, ``"forget"`` bool
+        ``[N]`` (the row is in the forget set), ``"index"`` int32 ``[N]``.
+      retain: int32 ``[Lr]`` rows of the retain set (padded with row 0 when ``retain_valid``
+        marks padding).
+      forget: int32 ``[Lf]`` rows of the forget set.
+      retain_classes: bool ``[K]``: True for classes that keep samples in the retain set.
+      num_classes: ``K`` (static).
+      retain_valid, forget_valid: bool ``[Lr]`` / ``[Lf]`` (None: every row valid).
+    """
+
+    data: dict
+    retain: jax.Array
+    forget: jax.Array
+    retain_classes: jax.Array
+    num_classes: int = dataclasses.field(metadata=dict(static=True))
+    retain_valid: jax.Array | None = None
+    forget_valid: jax.Array | None = None
+
+    def stream(self, name: str) -> train.Stream:
+        """``"retain"``, ``"forget"`` or ``"all"`` (their union) as a :class:`~jaxunlearn.train.Stream`."""
+        if name == "all":
+            r, f = self.stream("retain"), self.stream("forget")
+            return train.Stream(jnp.concatenate([r.index, f.index]), jnp.concatenate([r.valid, f.valid]))
+        rows, valid = {"retain": (self.retain, self.retain_valid), "forget": (self.forget, self.forget_valid)}[name]
+        return train.Stream(rows, jnp.ones(rows.shape, bool) if valid is None else valid)
+
+    def replace(self, **kw) -> "Problem":
+        return dataclasses.replace(self, **kw)
 
 
-def make_problem(ds: Dataset, spec: ForgetSpec) -> Problem:
-    """Builds the :class:`Problem` of forgetting ``spec`` on ``ds``'s training split."""
+def make_problem(ds: Dataset, spec: ForgetSpec, pad_to: tuple[int, int] | None = None) -> Problem:
+    """Builds the :class:`Problem` of forgetting ``spec`` on ``ds``'s training split.
+
+    Args:
+      pad_to: ``(retain_length, forget_length)`` to pad the index arrays to (with validity
+        masks), so problems of unequal sizes stack; None keeps their own lengths.
+    """
     split = forget_split(ds, spec)
     n = len(ds.train_labels)
     forget = np.zeros(n, bool)
@@ -57,8 +92,37 @@ def make_problem(ds: Dataset, spec: ForgetSpec) -> Problem:
     retain_classes[np.unique(ds.train_labels[split.train_retain])] = True
     data = {"images": jnp.asarray(ds.train_images), "labels": jnp.asarray(ds.train_labels),
             "forget": jnp.asarray(forget), "index": jnp.arange(n, dtype=jnp.int32)}
-    return Problem(data, jnp.asarray(split.train_retain, jnp.int32), jnp.asarray(split.train_forget, jnp.int32),
-                   jnp.asarray(retain_classes), ds.num_classes)
+    if pad_to is None:
+        return Problem(data, jnp.asarray(split.train_retain, jnp.int32), jnp.asarray(split.train_forget, jnp.int32),
+                       jnp.asarray(retain_classes), ds.num_classes)
+    r = train.pad_stream(split.train_retain, pad_to[0])
+    f = train.pad_stream(split.train_forget, pad_to[1])
+    return Problem(data, r.index, f.index, jnp.asarray(retain_classes), ds.num_classes, r.valid, f.valid)
+
+
+#: How each field of a stacked problem is batched: only the per-problem arrays have the axis.
+def problem_axes(problem: Problem) -> Problem:
+    """``in_axes`` for ``jax.vmap`` over a stacked :class:`Problem` (shared data unbatched)."""
+    data_axes = {k: (0 if k == "forget" else None) for k in problem.data}
+    return Problem(data_axes, 0, 0, 0, problem.num_classes, 0 if problem.retain_valid is not None else None,
+                   0 if problem.forget_valid is not None else None)
+
+
+def make_problems(ds: Dataset, specs: Sequence[ForgetSpec]) -> Problem:
+    """The problems of ``specs`` padded to common lengths and stacked on a leading axis ``[S]``.
+
+    The image, label and index arrays are shared (not stacked); ``data["forget"]`` ``[S, N]``,
+    the index arrays ``[S, L]`` and their validity masks are per problem. Use
+    :func:`problem_axes` as the vmap ``in_axes``.
+    """
+    splits = [forget_split(ds, s) for s in specs]
+    pad = (max(len(x.train_retain) for x in splits), max(len(x.train_forget) for x in splits))
+    probs = [make_problem(ds, s, pad) for s in specs]
+    stack = lambda f: jnp.stack([f(p) for p in probs])
+    base = probs[0]
+    data = {**base.data, "forget": stack(lambda p: p.data["forget"])}
+    return Problem(data, stack(lambda p: p.retain), stack(lambda p: p.forget), stack(lambda p: p.retain_classes),
+                   base.num_classes, stack(lambda p: p.retain_valid), stack(lambda p: p.forget_valid))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,8 +215,7 @@ class Method:
 
 
 def default_streams(problem: Problem, settings: Settings) -> dict:
-    return {"retain": problem.retain, "forget": problem.forget,
-            "all": jnp.concatenate([problem.retain, problem.forget])}
+    return {n: problem.stream(n) for n in ("retain", "forget", "all")}
 
 
 # ----------------------------------------------------------------------------- head modes
@@ -175,12 +238,14 @@ def with_cmf(loss_fn: Callable) -> Callable:
     return loss
 
 
-def make_cmf_refresh(net: Net, data, num_classes: int, temperature: float = 1.0, batch_size: int = 1000):
+def make_cmf_refresh(net: Net, data, num_classes: int, temperature: float = 1.0, batch_size: int = 1000,
+                     loop: str | None = None):
     """``(state, epoch, aux) -> aux`` that recomputes the CMF head from the current encoder.
 
-    Class means use the full training split with true labels (every class).
+    Class means use the full training split with true labels (every class). ``loop`` as in
+    :func:`jaxunlearn.train.make_predict`; ``"scan"`` is traceable (the pure whole run).
     """
-    predict = train.make_predict(net, batch_size)
+    predict = train.make_predict(net, batch_size, loop)
 
     def refresh(state, epoch, aux):
         _, feats = predict(state.params, state.batch_stats, data["images"])
@@ -199,44 +264,30 @@ class UnlearnResult:
     aux: dict
 
 
-def unlearn(method: Method, key: jax.Array, net: Net, state: TrainState, problem: Problem,
-            hparams: Mapping[str, Any] | None = None, settings: Settings | None = None, *,
-            progress: bool | str = False, log: Callable | None = None, should_stop=None,
-            batch_sharding=None, on_chunk: Callable | None = None, chunk: int | None = None,
-            fit: Callable | None = None) -> UnlearnResult:
-    """Runs ``method`` on ``problem`` from ``state`` and returns the unlearned state.
-
-    Args:
-      method: a :class:`Method` (see :data:`jaxunlearn.unlearn.METHODS`).
-      key: PRNG key of the run.
-      net, state: the original model (never modified: a new state is returned).
-      problem: from :func:`make_problem`.
-      hparams: overrides of ``method.hparams`` (scalars or arrays).
-      settings: overrides ``method.settings``.
-      progress, log, should_stop: passed to :func:`jaxunlearn.train.fit`.
-      on_chunk: ``(state, phase_index, step, aux) -> None`` after every ``chunk`` steps (learning
-        curves); ``aux["cmf"]`` holds the CMF head of the current epoch in ``cmf`` mode.
-      fit: the loop that runs a phase (default :func:`jaxunlearn.train.fit`); the sweep passes a
-        traceable one so whole runs can be vmapped (:mod:`jaxunlearn.unlearn.sweep`).
-
-    Returns:
-      :class:`UnlearnResult` with the new state (fresh optimiser state, step counts per phase),
-      per-epoch history and wall time.
-    """
-    settings = settings or method.settings
+def _check(method: Method, settings: Settings) -> None:
     if settings.mode not in MODES:
         raise ValueError(f"unknown mode {settings.mode!r}; choose one of {', '.join(MODES)}")
     if settings.mode != "full" and not method.classifier_loss:
         raise ValueError(f"{method.name} has no classifier loss, so mode {settings.mode!r} does not apply")
-    hp = {k: jnp.asarray(v, jnp.float32) for k, v in {**method.hparams, **(hparams or {})}.items()}
-    t0 = time.perf_counter()
+
+
+def _hparams(method: Method, hparams) -> dict:
+    return {k: jnp.asarray(v, jnp.float32) for k, v in {**method.hparams, **(hparams or {})}.items()}
+
+
+def _run(method: Method, net: Net, settings: Settings, key, state: TrainState, problem: Problem, hp: dict,
+         run_phase: Callable, traced: bool, batch_sharding=None):
+    """The one body of an unlearning run; ``run_phase`` executes a phase's epochs.
+
+    ``run_phase(i, phase, epoch_fn, state, key, data, streams, hparams, aux, before_epoch)`` returns
+    ``(state, history, interrupted)``: :func:`jaxunlearn.train.run_epochs` for the pure run
+    (``traced``), :func:`jaxunlearn.train.fit` for the host driver.
+    Returns ``(state, aux, history)``.
+    """
     k_prep, k_run, k_init = jax.random.split(key, 3)
     state = TrainState(state.params, state.batch_stats, None, jnp.zeros((), jnp.int32))
     if method.apply is not None:
-        new = method.apply(k_prep, net, state, problem, hp, settings)
-        jax.block_until_ready(new)
-        return UnlearnResult(new, [], time.perf_counter() - t0, {})
-
+        return method.apply(k_prep, net, state, problem, hp, settings), {}, []
     aux: dict = {}
     if method.from_scratch:
         params, batch_stats = net.init(k_init, problem.data["images"].shape[1:])
@@ -250,7 +301,7 @@ def unlearn(method: Method, key: jax.Array, net: Net, state: TrainState, problem
     if settings.mode == "cmf":
         aux["update_mask"] = head_mask(state.params, trainable_head=False)
         before_epoch = make_cmf_refresh(net, problem.data, problem.num_classes,
-                                        settings.option("cmf_temperature", 1.0))
+                                        settings.option("cmf_temperature", 1.0), loop="scan" if traced else None)
     if method.prepare is not None:
         prep_net = run_net
         if settings.mode == "cmf":  # e.g. SalUn's saliency is taken through the CMF head
@@ -262,52 +313,149 @@ def unlearn(method: Method, key: jax.Array, net: Net, state: TrainState, problem
         if "update_mask" in extra and "update_mask" in aux:  # e.g. SalUn's mask within a head mode
             extra["update_mask"] = jax.tree.map(jnp.logical_and, aux["update_mask"], extra["update_mask"])
         aux.update(extra)
-    streams_all = (method.streams or default_streams)(problem, settings)
+    streams_all = {n: train.as_stream(v) for n, v in (method.streams or default_streams)(problem, settings).items()}
     history = []
     for i, phase in enumerate(method.phases(settings)):
         streams = {n: streams_all[n] for n in phase.batch_sizes}
-        for n, idx in streams.items():
-            if idx.shape[0] == 0:
+        for n, st in streams.items():
+            if st.index.shape[0] == 0:
                 raise ValueError(f"{method.name}: stream {n!r} is empty")
-        spe = train.steps_per_epoch(int(streams[phase.primary].shape[0]), phase.batch_sizes[phase.primary])
+        primary = streams[phase.primary]
+        max_spe = train.steps_per_epoch(int(primary.index.shape[0]), phase.batch_sizes[phase.primary])
         cfg = train.OptimConfig(phase.optimizer or settings.optimizer, settings.momentum, True,
-                                settings.weight_decay, settings.schedule, 0, spe * phase.epochs)
+                                settings.weight_decay, settings.schedule, 0, max_spe * phase.epochs)
         loss = with_cmf(phase.loss) if settings.mode == "cmf" else phase.loss
         step = train.make_step(run_net, loss, cfg, bn_train=settings.mode != "classifier_only")
-        run_steps = train.make_run_steps(step, phase.batch_sizes, phase.primary, batch_sharding)
+        epoch_fn = train.Epoch(step, dict(phase.batch_sizes), phase.primary, batch_sharding, masked=traced)
+        phase_hp = {**hp, "total_steps": epoch_fn.num_steps(streams) * phase.epochs}
         state = train.fresh_optimizer(state, cfg) if (i == 0 or phase.optimizer) else \
             TrainState(state.params, state.batch_stats, state.opt_state, jnp.zeros((), jnp.int32))
-        result = (fit or train.fit)(run_steps, state, jax.random.fold_in(k_run, i), problem.data, streams, hp, aux,
-                           epochs=phase.epochs, steps_per_epoch=spe, before_epoch=before_epoch,
-                           progress=f"{progress} {phase.name}" if isinstance(progress, str) else progress,
-                           should_stop=should_stop, chunk=chunk,
-                           on_chunk=(lambda st, n, i=i: on_chunk(st, i, n, aux)) if on_chunk else None,
-                           log=(lambda r, n=phase.name: log({"phase": n, **r})) if log else None)
-        history += [{"phase": phase.name, **r} for r in result.history]
-        state = result.state
-        if result.interrupted:
+        state, hist, interrupted = run_phase(i, phase, epoch_fn, state, jax.random.fold_in(k_run, i),
+                                             problem.data, streams, phase_hp, aux, before_epoch)
+        history += [{"phase": phase.name, **r} for r in hist]
+        if interrupted:
             break
     if method.finish is not None:
         state = method.finish(state, aux)
     if settings.mode == "cmf":
         aux = before_epoch(state, -1, aux)  # W from the final encoder (what evaluation uses)
+    return state, aux, history
+
+
+def make_unlearn(method: Method | str, net: Net, settings: Settings | None = None) -> Callable:
+    """The pure whole unlearning run of ``method``: ``run(key, state, problem, hparams) -> (state, aux)``.
+
+    Pure and jittable, with no host callbacks: every head mode (``full``,
+    ``classifier_only``, ``cmf`` with its per-epoch refresh of the CMF head), the method's
+    ``prepare`` (saliency, teacher, noise, masks) and its phases (``lax.scan`` over epochs of
+    ``lax.scan`` over steps). So it can be jitted, vmapped over seeds (keys), forget sets
+    (stacked padded problems from :func:`make_problems`, ``in_axes=problem_axes(...)``) and
+    hyper-parameters, and sharded. The same key gives the same model as :func:`unlearn` (up to
+    float summation order).
+
+    Args:
+      method: a :class:`Method` or its registry name; it must be traceable (no ``host_side``).
+      net: the network (static).
+      settings: static settings (default ``method.settings``).
+
+    Returns:
+      ``run(key, state, problem, hparams)``: ``key`` a PRNG key; ``state`` the original model
+      (a :class:`~jaxunlearn.state.TrainState`; its optimiser state is ignored); ``problem`` a
+      :class:`Problem`; ``hparams`` overrides of ``method.hparams`` (scalars or arrays; None
+      for the defaults). Returns the unlearned state (fresh optimiser state) and the run's aux
+      dict (``aux["cmf"]`` is the CMF head of the final encoder in ``cmf`` mode).
+
+    Raises:
+      ValueError: the method runs a step on the host, or the mode does not apply.
+    """
+    if isinstance(method, str):
+        from jaxunlearn.unlearn import get_method
+        method = get_method(method)
+    settings = settings or method.settings
+    _check(method, settings)
+    if method.host_side:
+        raise ValueError(f"{method.name} cannot run as a pure function: {method.host_side}; "
+                         "use jaxunlearn.unlearn.unlearn() (the host driver)")
+
+    def run_phase(i, phase, epoch_fn, state, key, data, streams, hparams, aux, before_epoch):
+        state, _ = train.run_epochs(epoch_fn, state, key, data, streams, hparams, aux, phase.epochs, before_epoch)
+        return state, [], False
+
+    def run(key, state, problem, hparams=None):
+        state, aux, _ = _run(method, net, settings, key, state, problem, _hparams(method, hparams), run_phase,
+                             traced=True)
+        return state, aux
+
+    return run
+
+
+def unlearn(method: Method, key: jax.Array, net: Net, state: TrainState, problem: Problem,
+            hparams: Mapping[str, Any] | None = None, settings: Settings | None = None, *,
+            progress: bool | str = False, log: Callable | None = None, should_stop=None,
+            batch_sharding=None, on_chunk: Callable | None = None, chunk: int | None = None) -> UnlearnResult:
+    """The host driver: runs ``method`` on ``problem`` from ``state`` with progress, logs and stops.
+
+    The same body as :func:`make_unlearn`'s pure run, with each phase's epochs executed by
+    :func:`jaxunlearn.train.fit` (one jitted step per call on CPU). Training-free and
+    host-side methods run here.
+
+    Args:
+      method: a :class:`Method` (see :data:`jaxunlearn.unlearn.METHODS`).
+      key: PRNG key of the run.
+      net, state: the original model (never modified: a new state is returned).
+      problem: from :func:`make_problem`.
+      hparams: overrides of ``method.hparams`` (scalars or arrays).
+      settings: overrides ``method.settings``.
+      progress, log, should_stop: passed to :func:`jaxunlearn.train.fit`.
+      batch_sharding: ``NamedSharding`` of batched arrays (data parallelism over devices).
+      on_chunk: ``(state, phase_index, step, aux) -> None`` after every ``chunk`` steps (learning
+        curves); ``aux["cmf"]`` holds the CMF head of the current epoch in ``cmf`` mode.
+
+    Returns:
+      :class:`UnlearnResult` with the new state (fresh optimiser state, step counts per phase),
+      per-epoch history and wall time.
+    """
+    settings = settings or method.settings
+    _check(method, settings)
+    t0 = time.perf_counter()
+
+    def run_phase(i, phase, epoch_fn, state, key, data, streams, hparams, aux, before_epoch):
+        spe = int(epoch_fn.num_steps(streams))
+        result = train.fit(train.jit_runner(epoch_fn), state, key, data, streams, hparams, aux,
+                           epochs=phase.epochs, steps_per_epoch=spe, before_epoch=before_epoch,
+                           progress=_bar_name(progress, method, phase, settings), should_stop=should_stop,
+                           chunk=chunk, on_chunk=(lambda st, n: on_chunk(st, i, n, aux)) if on_chunk else None,
+                           log=(lambda r: log({"phase": phase.name, **r})) if log else None)
+        return result.state, result.history, result.interrupted
+
+    state, aux, history = _run(method, net, settings, key, state, problem, _hparams(method, hparams), run_phase,
+                               traced=False, batch_sharding=batch_sharding)
     jax.block_until_ready(state.params)
     return UnlearnResult(state, history, time.perf_counter() - t0, aux)
 
 
+def _bar_name(progress, method: Method, phase: Phase, settings: Settings):
+    """The progress bar's label: the run's name once, the phase only when it says more."""
+    if not isinstance(progress, str):
+        return progress
+    return progress if phase.name in progress or len(method.phases(settings)) == 1 else f"{progress}: {phase.name}"
+
+
 # ----------------------------------------------------------------------------- passes outside the loop
 
-def padded_batches(idx: jax.Array, batch_size: int):
+def padded_batches(idx: jax.Array, batch_size: int, valid: jax.Array | None = None):
     """Yields ``(rows [batch_size], weights [batch_size])`` covering ``idx`` once, in order.
 
     The last batch is padded with row 0 at weight 0, so a jitted function of a batch compiles
-    once. For passes over a stream outside the training loop (saliency, Fisher importances,
-    activation statistics, adversarial labels).
+    once; rows that ``valid`` (bool, like ``idx``) marks as padding also weigh 0. A Python loop
+    over static shapes, so it is traceable. For passes over a stream outside the training loop
+    (saliency, Fisher importances, activation statistics, adversarial labels).
     """
     n = int(idx.shape[0])
+    valid = jnp.ones(n, bool) if valid is None else valid
     for start in range(0, n, batch_size):
         sel = idx[start:start + batch_size]
-        w = jnp.ones(sel.shape[0], jnp.float32)
+        w = valid[start:start + batch_size].astype(jnp.float32)
         pad = batch_size - sel.shape[0]
         if pad:
             sel, w = jnp.pad(sel, (0, pad)), jnp.pad(w, (0, pad))
@@ -332,8 +480,10 @@ def retain_ce(net, params, batch_stats, batch, key, hparams, aux, stream="retain
 def random_retain_labels(key, labels, forget, retain_classes, pool: str = "retain"):
     """Replaces the labels of forget samples with random classes.
 
-    ``pool="retain"``: uniform over retain classes (the paper); ``"all"``: uniform over all
-    classes except the sample's own (SalUn's code).
+    ``pool="retain"``: uniform over retain classes (the paper); ``"all"``: uniform over the
+    ``K - 1`` classes other than the sample's own. (SalUn's code, ``Classification/unlearn/RL.py``,
+    draws ``randint(0, K)`` over all ``K`` classes, the sample's own included, so there about
+    ``1/K`` of the forget samples keep their true label; ``"all"`` never does.)
     """
     k = retain_classes.shape[0]
     if pool == "retain":

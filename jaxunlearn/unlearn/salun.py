@@ -24,7 +24,7 @@ def saliency(net, state, problem, batch_size: int = 256):
         return jax.grad(f)(params)
 
     total = jax.tree.map(jnp.zeros_like, state.params)
-    for sel, w in padded_batches(problem.forget, batch_size):
+    for sel, w in padded_batches(problem.forget, batch_size, problem.stream("forget").valid):
         g = grad_of(state.params, problem.data["images"][sel], problem.data["labels"][sel], w)
         total = jax.tree.map(jnp.add, total, g)
     return jax.tree.map(jnp.abs, total)

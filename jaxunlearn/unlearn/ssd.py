@@ -36,7 +36,7 @@ from jaxunlearn.unlearn import options as opt
 from jaxunlearn.unlearn.core import Method, Settings, padded_batches
 
 
-def fisher_diagonal(net, state, data, rows, batch_size: int, per_sample: bool = False):
+def fisher_diagonal(net, state, data, rows, batch_size: int, per_sample: bool = False, valid=None):
     """Diagonal Fisher estimate over ``rows`` (params-shaped), inference mode, true labels.
 
     ``per_sample=False``: the mean over batches of the squared gradient of the batch-mean CE
@@ -55,10 +55,10 @@ def fisher_diagonal(net, state, data, rows, batch_size: int, per_sample: bool = 
         g = jax.vmap(jax.grad(ce), in_axes=(None, 0, 0, 0))(params, images[:, None], labels[:, None], weights[:, None])
         return jax.tree.map(lambda x: jnp.tensordot(weights, jnp.square(x), 1), g)
 
-    total, n = jax.tree.map(jnp.zeros_like, state.params), 0
-    for sel, w in padded_batches(rows, batch_size):
+    total, n = jax.tree.map(jnp.zeros_like, state.params), 0.0
+    for sel, w in padded_batches(rows, batch_size, valid):
         total = jax.tree.map(jnp.add, total, sq_grad(state.params, data["images"][sel], data["labels"][sel], w))
-        n += int(w.sum()) if per_sample else 1
+        n = n + (w.sum() if per_sample else (w.sum() > 0).astype(jnp.float32))  # batches holding a valid row
     return jax.tree.map(lambda t: t / n, total)
 
 
@@ -77,7 +77,8 @@ def apply(key, net, state, problem, hparams, settings):
     everything = jax.numpy.arange(problem.data["labels"].shape[0], dtype=jnp.int32)
     per_sample = settings.option("per_sample", False)
     imp_d = fisher_diagonal(net, state, problem.data, everything, settings.batch_size, per_sample)
-    imp_f = fisher_diagonal(net, state, problem.data, problem.forget, settings.batch_size, per_sample)
+    imp_f = fisher_diagonal(net, state, problem.data, problem.forget, settings.batch_size, per_sample,
+                            problem.stream("forget").valid)
     return state._replace(params=dampen(state.params, imp_d, imp_f, hparams["alpha"], hparams["lambda"]))
 
 
