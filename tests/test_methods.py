@@ -221,11 +221,11 @@ def _collapsed_features(k=10, d=16, per_class=20, noise=0.0, seed=0):
 
 @pytest.mark.parametrize("gamma", [0.0, 0.5])
 @pytest.mark.parametrize("forget", [(3,), (0, 5, 9)])
-def test_classifier_edit_under_exact_collapse(gamma, forget):
+def test_classifier_edit_centred_under_exact_collapse(gamma, forget):
     feats, labels, head = _collapsed_features()
     before = np.asarray(jnp.argmax(feats @ head["kernel"] + head["bias"], -1))
     assert (before == np.asarray(labels)).all()
-    new = classifier_edit.edit_head(head, feats, labels, jnp.asarray(forget), 10, gamma)
+    new = classifier_edit.edit_head(head, feats, labels, jnp.asarray(forget), 10, gamma, variant="centred")
     after = np.asarray(jnp.argmax(feats @ new["kernel"] + new["bias"], -1))
     f = np.isin(np.asarray(labels), forget)
     assert (after[~f] == before[~f]).all()          # retain predictions unchanged
@@ -241,6 +241,41 @@ def test_classifier_edit_under_exact_collapse(gamma, forget):
     if len(forget) == 1:  # one class under exact collapse: the closed-form bias needs no bound
         keep_b = (head["kernel"][:, keep].T @ mu_g + head["bias"][keep]).mean()
         assert float(new["bias"][f0]) == pytest.approx(float(-row @ mu_g + keep_b), rel=1e-4, abs=1e-4)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 0.85])
+@pytest.mark.parametrize("forget", [(3,), (0, 5, 9)])
+def test_classifier_edit_paper_formula_on_exact_simplex_etf(gamma, forget):
+    """``w_f = -(1 - gamma) mu_f``, no bias, on h = mu_y (an exact simplex ETF, mu_G = 0) with
+    the self-dual bias-free head: 0 % forget accuracy and every retain prediction unchanged,
+    for any gamma < 1 - 1/(K - 1) (= 0.889 at K = 10)."""
+    k, d = 10, 16
+    rng = np.random.default_rng(3)
+    basis = np.linalg.qr(rng.normal(size=(d, k)))[0]
+    etf = (np.sqrt(k / (k - 1)) * (np.eye(k) - 1.0 / k) @ basis.T).astype(np.float32)  # [K, D]
+    labels = np.repeat(np.arange(k), 20)
+    feats = jnp.asarray(etf[labels])
+    head = {"kernel": jnp.asarray(etf.T), "bias": jnp.zeros(k, jnp.float32)}
+    new = classifier_edit.edit_head(head, feats, jnp.asarray(labels), jnp.asarray(forget), k, gamma)
+    after = np.asarray(jnp.argmax(feats @ new["kernel"] + new["bias"], -1))
+    f = np.isin(labels, forget)
+    assert (after[~f] == labels[~f]).all()                 # retain unchanged (was 100 %)
+    assert (after[f] != labels[f]).all()                   # 0 % forget accuracy
+    # One forget class: its samples go to retained classes. Several: a sample of f1 scores
+    # +(1 - gamma)||mu||^2/(K-1) on the flipped row of f2, above every retained class, so it
+    # lands on another forget class (still wrong; the centred variant's bias bound avoids it).
+    assert not np.isin(after[f], forget).any() if len(forget) == 1 else np.isin(after[f], forget).all()
+    np.testing.assert_allclose(np.asarray(new["kernel"][:, list(forget)]).T,
+                               -(1 - gamma) * etf[list(forget)], rtol=1e-5, atol=1e-6)
+    keep = [c for c in range(k) if c not in forget]
+    np.testing.assert_array_equal(np.asarray(new["kernel"][:, keep]), etf.T[:, keep])
+    assert np.all(np.asarray(new["bias"]) == 0.0)
+    # a bias-free head is accepted by the paper variant
+    no_bias = classifier_edit.edit_head({"kernel": head["kernel"]}, feats, jnp.asarray(labels),
+                                        jnp.asarray(forget), k, gamma)
+    assert set(no_bias) == {"kernel"}
+    with pytest.raises(ValueError, match="variant"):
+        classifier_edit.edit_head(head, feats, jnp.asarray(labels), jnp.asarray(forget), k, gamma, variant="x")
 
 
 def test_classifier_edit_keeps_the_encoder_bit_identical(results, trained_digits):
@@ -290,13 +325,21 @@ def test_retrain_never_sees_a_forget_sample(trained_digits, problem):
     assert set(streams) == {"retain"} and not np.isin(np.asarray(streams["retain"]), np.asarray(problem.forget)).any()
 
 
-def test_boundary_shrink_labels_are_wrong_classes(results, problem):
-    aux = results("boundary_shrink").aux
+def test_boundary_shrink_nearest_wrong_variant(trained_digits, digits, problem):
+    """The earlier variant: fixed labels, each forget sample's top class other than its own."""
+    net, state = trained_digits
+    m = get_method("boundary_shrink")
+    res = unlearn(m, jax.random.key(0), net, state, problem, {"eps": 0.5},
+                  m.settings.replace(variant="nearest_wrong"))
     labels = np.asarray(problem.data["labels"])
-    new = np.asarray(aux["boundary_labels"])
+    new = np.asarray(res.aux["boundary_labels"])
     f, r = np.asarray(problem.forget), np.asarray(problem.retain)
     assert (new[f] != FORGET).all() and (new[f] >= 0).all() and (new[f] < 10).all()
     np.testing.assert_array_equal(new[r], labels[r])
+    _, forget = split_accuracy(net, res.state, digits)
+    assert forget <= 10.0
+    with pytest.raises(ValueError, match="variant"):
+        unlearn(m, jax.random.key(0), net, state, problem, None, m.settings.replace(variant="nope"))
 
 
 def test_boundary_expand_removes_the_shadow_neuron(results, trained_digits):
@@ -309,21 +352,65 @@ def test_unsir_noise_is_error_maximising(results, trained_digits):
     net, state = trained_digits
     aux = results("unsir").aux
     noise, labels = aux["noise"], aux["noise_labels"]
-    assert noise.shape[0] == 64 and (np.asarray(labels) == FORGET).all()
+    assert noise.shape[0] == 128 and (np.asarray(labels) == FORGET).all()
     logits, _, _ = net.forward_normalized(state.params, state.batch_stats, noise, False)
     random = jax.random.normal(jax.random.key(1), noise.shape)
     logits0, _, _ = net.forward_normalized(state.params, state.batch_stats, random, False)
     assert float(train.cross_entropy(logits, labels)) > float(train.cross_entropy(logits0, labels)) + 5.0
 
 
-def test_unsir_retain_subset_caps_each_class(problem):
+def test_unsir_noise_objective_matches_numpy():
+    """The authors' ``-CE + 0.1 * mean(sum(x^2, dim=[1,2,3]))`` (unlearn/tarun.py:210)."""
     from jaxunlearn.unlearn import unsir
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6, 4, 4, 3)).astype(np.float32)
+    logits = rng.normal(size=(6, 5)).astype(np.float32)
+    labels = np.array([1, 1, 4, 4, 0, 2])
+    z = logits.astype(np.float64) - logits.max(1, keepdims=True)
+    ce = np.mean(np.log(np.exp(z).sum(1)) - z[np.arange(6), labels])
+    ref = -ce + 0.1 * np.mean(np.sum(x.astype(np.float64) ** 2, axis=(1, 2, 3)))
+    got = float(unsir.noise_objective(jnp.asarray(logits), jnp.asarray(labels), jnp.asarray(x), 0.1))
+    assert got == pytest.approx(ref, rel=1e-5)
+    # the element mean this replaces is 48x (H*W*C) weaker here
+    assert 0.1 * np.mean(x ** 2) == pytest.approx((ref + ce) / 48, rel=1e-4)
+
+
+def test_unsir_streams_and_phases(problem):
+    from jaxunlearn.unlearn import unsir
+    m = get_method("unsir")
     rows = unsir.retain_subset(problem, 50)
     labels = np.asarray(problem.data["labels"])[rows]
     assert set(np.unique(labels)) == set(range(10)) - {FORGET}
     assert np.bincount(labels, minlength=10).max() == 50
-    with pytest.raises(ValueError, match="impair_epochs"):
-        get_method("unsir").phases(get_method("unsir").settings.replace(epochs=1))
+    s = m.settings.replace(per_class=50, noise_copies=3, noise_size=7, epochs=2)
+    st = unsir.streams(problem, s)
+    np.testing.assert_array_equal(np.asarray(st["retain"]), rows)
+    impair = np.asarray(st["impair"])
+    assert len(impair) == len(rows) + 3 * 7  # one forget class: 3 copies of 7 noise samples
+    np.testing.assert_array_equal(impair[:len(rows)], rows)
+    assert np.asarray(problem.data["forget"])[impair[len(rows):]].all()
+    assert not np.asarray(problem.data["forget"])[rows].any()
+    impair_phase, repair_phase = m.phases(s)
+    assert (impair_phase.primary, impair_phase.epochs, impair_phase.optimizer) == ("impair", 2, "adam")
+    assert (repair_phase.primary, repair_phase.epochs, repair_phase.optimizer) == ("retain", 2, "adam")
+    if unsir._PHASE_LR:
+        assert impair_phase.lr == "impair_lr" and repair_phase.lr == "lr"
+
+
+def test_unsir_impair_loss_replaces_placeholders_by_noise(trained_digits, problem):
+    from jaxunlearn.data import normalize
+    from jaxunlearn.unlearn import unsir
+    net, state = trained_digits
+    d = problem.data
+    rows = np.concatenate([np.asarray(problem.retain[:5]), np.asarray(problem.forget[:3])])
+    batch = {"impair": {k: v[rows] for k, v in d.items()}}
+    noise = jax.random.normal(jax.random.key(2), (1, *d["images"].shape[1:]))
+    aux = {"noise": noise, "noise_labels": jnp.asarray([7], jnp.int32)}
+    loss, _ = unsir.impair_loss(net, state.params, state.batch_stats, batch, jax.random.key(0), {}, aux)
+    x = jnp.concatenate([normalize(d["images"][rows[:5]], net.mean, net.std), jnp.repeat(noise, 3, 0)])
+    y = jnp.concatenate([d["labels"][rows[:5]], jnp.full((3,), 7, jnp.int32)])
+    logits, _, _ = net.forward_normalized(state.params, state.batch_stats, x, True)
+    assert float(loss) == pytest.approx(float(train.cross_entropy(logits, y)), rel=1e-5)
 
 
 def test_refusals(digits):
@@ -352,6 +439,63 @@ def test_cifar10_configs_name_registered_methods():
     assert configs.CIFAR10_CMF["neggrad_plus"][0]["forget_weight"] == 0.5
     assert all(s.mode == "cmf" for _, s in configs.CIFAR10_CMF.values())
     hp, s = configs.get_config("cifar10", "svd")
-    assert hp == {"alpha_r": 1000.0, "alpha_f": 30.0} and s.option("samples") == 900
+    assert hp == {"alpha_r": 100.0, "alpha_f": 3.0} and s.option("samples") == 900  # the script's
+    hp, s = configs.get_config("cifar100", "svd")
+    assert hp == {"alpha_r": 1000.0, "alpha_f": 30.0} and s.option("samples") == 990
+    hp, s = configs.get_config("cifar10", "unsir")
+    assert (hp["impair_lr"], hp["lr"], s.epochs, s.option("noise_size"), s.option("noise_copies")) == \
+        (1e-4, 5e-5, 3, 128, 20)
+    assert all(s.mode == "classifier_only" for _, s in configs.CIFAR10_CLASSIFIER_ONLY.values())
+    from jaxunlearn.unlearn import options
+    for table in configs.CONFIGS.values():  # every entry passes the method's typed declaration
+        for name, (hp, settings) in table.items():
+            options.validate(get_method(name), hp, settings)
     with pytest.raises(ValueError, match="unknown config"):
         configs.get_config("mnist", "svd")
+
+
+def test_boundary_shrink_salun_attack(trained_digits, problem):
+    """SalUn's FGSM (boundary_sh.py): pixel-space step of 0.1, clamped to [0, 1], rounded to
+    8 bits, label = argmax over all classes of the original model at x'."""
+    from jaxunlearn.data import normalize
+    from jaxunlearn.unlearn import boundary_shrink as bs
+    net, state = trained_digits
+    rows = np.asarray(problem.forget[:40])
+    images, labels = problem.data["images"][rows], problem.data["labels"][rows]
+    clean = jnp.argmax(net.forward(state.params, state.batch_stats, images, False)[0], -1)
+    got0 = bs.salun_attack_labels(net, state.params, state.batch_stats, images, labels, 0.0)
+    np.testing.assert_array_equal(np.asarray(got0), np.asarray(clean))  # eps 0: the prediction
+    # transcription: the sign of the input gradient, taken through the normalisation by hand
+    mean, std = np.asarray(net.mean, np.float32), np.asarray(net.std, np.float32)
+    x = np.asarray(images, np.float32) / 255.0
+
+    def ce_of_pixels(xp):
+        z = (xp - mean) / std
+        return train.cross_entropy(net.forward_normalized(state.params, state.batch_stats, z, False)[0], labels)
+
+    g = np.asarray(jax.grad(ce_of_pixels)(jnp.asarray(x)))
+    x_adv = np.round(np.clip(x + 0.1 * np.sign(g), 0.0, 1.0) * 255.0) / 255.0
+    assert np.abs(x_adv - x).max() <= 0.1 + 0.5 / 255 + 1e-6
+    adv_logits = net.forward(state.params, state.batch_stats, jnp.asarray(np.round(x_adv * 255), jnp.uint8), False)[0]
+    got = bs.salun_attack_labels(net, state.params, state.batch_stats, images, labels, 0.1)
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(jnp.argmax(adv_logits, -1)))
+    assert (np.asarray(got) != np.asarray(labels)).mean() > 0.25  # the step crosses for many (45 %)
+
+
+
+def test_neggrad_plus_batchnorm_sees_the_forget_batch_first(trained_cnn, problem):
+    """As the authors' loop (forget forward, then retain forward, both in training mode): the
+    running statistics take the forget batch's momentum update, then the retain batch's."""
+    from jaxunlearn.unlearn.neggrad_plus import neggrad_plus_loss
+    net, state = trained_cnn
+    d = problem.data
+    take = lambda rows: {k: v[np.asarray(rows)] for k, v in d.items()}
+    batch = {"retain": take(problem.retain[:32]), "forget": take(problem.forget[:32])}
+    hp = {"forget_weight": jnp.float32(1.0), "clip": jnp.float32(1.0)}
+    _, (bs, _) = neggrad_plus_loss(net, state.params, state.batch_stats, batch, jax.random.key(0), hp, {})
+    _, _, bs_f = net.forward(state.params, state.batch_stats, batch["forget"]["images"], True)
+    _, _, bs_fr = net.forward(state.params, bs_f, batch["retain"]["images"], True)
+    _, _, bs_r = net.forward(state.params, state.batch_stats, batch["retain"]["images"], True)
+    for a, b in zip(jax.tree.leaves(bs), jax.tree.leaves(bs_fr)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+    assert not all(np.allclose(a, b) for a, b in zip(jax.tree.leaves(bs), jax.tree.leaves(bs_r)))

@@ -2,6 +2,13 @@
 
 The forget gradient is clipped to norm ``clip`` (1) before it is subtracted, and scaled by
 ``forget_weight`` (1; the CMF variant uses 0.5). One optimiser step per retain batch.
+
+As the authors' ``unlearn_naive`` (``unlearn/naive.py`` of ycgao1/CMF_Unlearning, lines
+44-63): the forget batch runs first in training mode, so BatchNorm's running statistics are
+updated by the forget batch and then by the retain batch (two momentum updates per step);
+only the forget gradient is clipped (``clip_grad_norm_`` between the two backward passes).
+Their CMF variant (``unlearn_naive_CMF``, lines 387-411) instead clips the *total* gradient
+after both passes; that clipping belongs to the optimiser step (``docs/parity.md``, item 5).
 """
 
 import jax
@@ -17,16 +24,18 @@ def neggrad_plus_loss(net, params, batch_stats, batch, key, hparams, aux):
     r, f = batch["retain"], batch["forget"]
 
     def forget_ce(p):
-        logits, _, _ = net.forward(p, batch_stats, f["images"], True)
-        return train.cross_entropy(logits, f["labels"])
+        logits, _, bs_f = net.forward(p, batch_stats, f["images"], True)
+        return train.cross_entropy(logits, f["labels"]), bs_f
 
     # Clipping the forget gradient to norm c is the same as scaling its loss by
     # min(1, c / ||g_f||), with the scale held constant (stop_gradient).
-    f_ce, g_f = jax.value_and_grad(forget_ce)(params)
+    (f_ce, bs_f), g_f = jax.value_and_grad(forget_ce, has_aux=True)(params)
     scale = jax.lax.stop_gradient(jnp.minimum(1.0, hparams["clip"] / (optax.global_norm(g_f) + 1e-12)))
-    logits_r, _, bs = net.forward(params, batch_stats, r["images"], True)
+    # In training mode the outputs do not read the running statistics, so chaining them
+    # through the forget pass changes only the statistics the step returns.
+    logits_r, _, bs = net.forward(params, bs_f, r["images"], True)
     r_ce = train.cross_entropy(logits_r, r["labels"])
-    loss = r_ce - hparams["forget_weight"] * scale * forget_ce(params)
+    loss = r_ce - hparams["forget_weight"] * scale * forget_ce(params)[0]
     return loss, (bs, {"loss": loss, "retain_ce": r_ce, "forget_ce": f_ce})
 
 

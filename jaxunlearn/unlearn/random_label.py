@@ -1,8 +1,9 @@
 """Random Label (RL): train on D_f and D_r together; forget samples get random labels.
 
 Labels of forget samples are redrawn every batch, uniformly over the retain classes
-(``label_pool="retain"``, the paper's choice) or over all other classes (``"all"``, SalUn's
-code). Cross-entropy on the whole mixed batch.
+(``label_pool="retain"``, the paper's choice) or over all classes other than the sample's own
+(``"all"``; SalUn's code draws over all classes, the sample's own included). Cross-entropy on
+the whole mixed batch.
 """
 
 from jaxunlearn import train
@@ -22,7 +23,7 @@ def make_loss(label_pool: str = "retain"):
 
 
 LABEL_POOL = opt.Choice("label_pool", "retain", ("retain", "all"),
-                        "random labels from the retain classes (the paper) or all other classes (SalUn's code)")
+                        "random labels from the retain classes (the paper) or all classes but the sample's own")
 
 
 def phases(s):

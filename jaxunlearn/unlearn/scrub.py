@@ -4,7 +4,17 @@ stays close to it on D_r.
 Each of the first ``msteps`` epochs starts with a *max* pass over D_f maximising
 ``KL(teacher || student)`` at temperature ``T``; every epoch has a *min* pass over D_r
 minimising ``ce_weight * CE + kl_weight * KL`` (0.99 and 0.001, as in the paper's table).
+
+As the authors run it (``unlearn/scrub.py`` of ycgao1/CMF_Unlearning, lines 396-407 and
+435-440; SCRUB's repdistiller loop): one SGD optimiser (momentum 0.9, weight decay 5e-4,
+**without** Nesterov) shared by the max and min passes (its momentum carries across them),
+the student in training mode in both passes, the teacher in inference mode; their step decay
+(x0.1 after epochs 3, 5, 9) never fires in 3 epochs. The plain heavy-ball momentum needs the
+runner's ``Settings.nesterov``; until that field exists SCRUB runs with the runner's Nesterov
+momentum (see ``docs/parity.md``, item 11).
 """
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -43,12 +53,24 @@ def min_loss(net, params, batch_stats, batch, key, hparams, aux):
     return loss, (bs, {"loss": loss, "retain_ce": ce, "retain_kl": kl})
 
 
+_PHASE_REFRESH = "refresh_cmf" in {f.name for f in dataclasses.fields(Phase)}
+
+
 def phases(s):
+    """``max1, min1, ..., max_m, min_m, min_{m+1}, ...`` (one epoch each).
+
+    In ``cmf`` mode the authors recompute W once per epoch, after the min pass
+    (``unlearn/scrub.py`` line 303), so an epoch's max and min passes share one W; with the
+    runner's per-phase ``refresh_cmf`` (proposed) the min pass that follows a max pass keeps
+    the max pass's W.
+    """
     out = []
     for e in range(s.epochs):
-        if e < s.option("msteps", 2):
+        has_max = e < s.option("msteps", 2)
+        if has_max:
             out.append(Phase(f"max{e + 1}", max_loss, {"forget": s.batch_size}, "forget", 1))
-        out.append(Phase(f"min{e + 1}", min_loss, {"retain": s.batch_size}, "retain", 1))
+        kw = {"refresh_cmf": False} if (has_max and _PHASE_REFRESH) else {}
+        out.append(Phase(f"min{e + 1}", min_loss, {"retain": s.batch_size}, "retain", 1, **kw))
     return out
 
 
@@ -59,6 +81,10 @@ def prepare(key, net, state, problem, hparams, settings):
     return state, aux
 
 
+_SETTINGS = Settings(epochs=2, batch_size=64, options=(("msteps", 2),))
+if "nesterov" in {f.name for f in dataclasses.fields(Settings)}:  # the authors' plain momentum
+    _SETTINGS = dataclasses.replace(_SETTINGS, nesterov=False)
+
 METHOD = Method(
     name="scrub",
     summary="teacher-student: diverge on forget, match on retain",
@@ -67,7 +93,7 @@ METHOD = Method(
              opt.HParam("ce_weight", "weight of the retain cross-entropy in the min pass", 0.0),
              opt.HParam("kl_weight", "weight of the retain KL in the min pass", 0.0), *opt.TRAINING,
              opt.Int("msteps", 2, "the first msteps epochs start with a max pass over the forget set", 0)),
-    settings=Settings(epochs=2, batch_size=64, options=(("msteps", 2),)),
+    settings=_SETTINGS,
     phases=phases,
     prepare=prepare,
 )
