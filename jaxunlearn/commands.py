@@ -236,18 +236,22 @@ def cmd_methods(args) -> int:
     print(f"Unlearning methods, with {where}. Override with --lr, --epochs, --batch-size and "
           "--set NAME=VALUE (booleans true/false).\n")
     for name, method in METHODS.items():
-        hp, settings = presets.lookup(dataset, name) if dataset else ({}, {})
+        hp, settings, _ = presets.resolve(method, dataset or presets.DEFAULTS)
         kind = "training-free" if method.training_free else "gradient"
         modes = ", ".join(MODES) if method.classifier_loss else "full"
         print(f"{name}: {method.summary}  [{kind}; modes {modes}]")
-        print(options.describe(method, hp, method.settings.replace(**settings)))
-        if dataset:
-            for mode in MODES[1:]:
-                key = f"{name}-{mode}"
-                if key in presets.PRESETS.get(dataset, {}):
-                    m_hp, m_st = presets.lookup(dataset, name, mode)
-                    text = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                                     for k, v in {**m_hp, **m_st}.items())
-                    print(f"    in mode {mode}: {text}")
+        print(options.describe(method, hp, settings))
+        for mode in MODES[1:] if dataset and method.classifier_loss else ():
+            if f"{name}-{mode}" not in presets.PRESETS.get(dataset, {}):
+                continue
+            m_hp, m_settings, _ = presets.resolve(method, dataset, mode)
+            changed = [f"{s.name}={_fmt(v)}" for s in method.options
+                       if (v := options.default_of(method, s, m_settings) if not s.hparam else m_hp[s.name])
+                       != (options.default_of(method, s, settings) if not s.hparam else hp[s.name])]
+            print(f"    in mode {mode} (--{mode.replace('_', '-')}): {', '.join(changed) or 'the same'}")
         print()
     return 0
+
+
+def _fmt(v):
+    return f"{v:g}" if isinstance(v, float) else str(v).lower() if isinstance(v, bool) else str(v)

@@ -119,14 +119,22 @@ def Choice(name, default, choices, help) -> Spec:
 # The Settings fields (defaults: the method's ``settings``); gradient methods declare TRAINING.
 EPOCHS = Int("epochs", None, "passes over the method's primary stream", 1)
 BATCH_SIZE = Int("batch_size", None, "samples per batch of each stream", 1)
-OPTIMIZER = Choice("optimizer", None, ("sgd", "adam"), "sgd (Nesterov momentum) or adam")
+OPTIMIZER = Choice("optimizer", None, ("sgd", "adam"), "sgd (momentum) or adam")
 MOMENTUM = Float("momentum", None, "SGD momentum", 0.0, 1.0, high_open=True)
+NESTEROV = Spec("nesterov", "bool", "Nesterov momentum (false: heavy ball)")
 WEIGHT_DECAY = Float("weight_decay", None, "coupled weight decay", 0.0)
 SCHEDULE = Choice("schedule", None, ("constant", "cosine"), "learning-rate schedule over each phase")
 CMF_TEMPERATURE = Float("cmf_temperature", 1.0, "temperature of the CMF head (cmf mode only)", 0.0, low_open=True)
-TRAINING = (EPOCHS, BATCH_SIZE, OPTIMIZER, MOMENTUM, WEIGHT_DECAY, SCHEDULE, CMF_TEMPERATURE)
 
-SETTINGS_FIELDS = ("epochs", "batch_size", "optimizer", "momentum", "weight_decay", "schedule", "mode")
+
+def _settings_fields() -> tuple:
+    from jaxunlearn.unlearn.core import Settings  # loaded before any method module imports this one
+    return tuple(f.name for f in dataclasses.fields(Settings) if f.name != "options")
+
+
+SETTINGS_FIELDS = _settings_fields()  # mode is set by the head-mode flags, not declared
+_FIELD_SPECS = (EPOCHS, BATCH_SIZE, OPTIMIZER, MOMENTUM, NESTEROV, WEIGHT_DECAY, SCHEDULE)
+TRAINING = tuple(s for s in _FIELD_SPECS if s.name in SETTINGS_FIELDS) + (CMF_TEMPERATURE,)
 
 
 # ----------------------------------------------------------------------------- the declaration
