@@ -9,6 +9,12 @@ Orbax has finished the step). :func:`restore` checks it before Orbax reads anyth
 truncated, garbled or missing file is refused as corrupt (Orbax itself does not notice garbled
 array bytes). A step without the file (written before this existed, or killed between Orbax's
 commit and the checksums) is restored unchecked.
+
+Several processes (``jax.distributed``): every process calls :func:`save` and :func:`restore`
+with the same arguments. Orbax's multi-host save coordinates them (process 0 writes the
+replicated host arrays and the metadata, the others wait at its barriers; sharded arrays
+that no single process holds are written shard by shard); process 0 alone writes the
+checksums. The directory must be shared by every process (one machine, NFS, or a bucket).
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+from jaxunlearn import parallel
 
 logging.getLogger("absl").setLevel(logging.ERROR)
 
@@ -52,7 +60,13 @@ def _quiet():
 
 
 def _to_host(tree):
-    return jax.tree.map(lambda x: np.asarray(x), tree)
+    """Host copies of every leaf, except sharded arrays no process holds whole (Orbax saves
+    those shard by shard from the processes that own them)."""
+    def host(x):
+        if isinstance(x, jax.Array) and not (x.is_fully_addressable or x.is_fully_replicated):
+            return x
+        return np.asarray(x)
+    return jax.tree.map(host, tree)
 
 
 CHECKSUMS = "SHA256SUMS.json"
@@ -107,8 +121,8 @@ def save(directory, step: int, state: Any, meta: dict | None = None, max_to_keep
             meta=ocp.args.JsonSave(meta or {})), force=True)
         mngr.wait_until_finished()
         step_dir = pathlib.Path(directory).absolute() / str(int(step))
-        if step_dir.is_dir():
-            _write_checksums(step_dir)
+        parallel.on_primary(lambda: _write_checksums(step_dir) if step_dir.is_dir() else None,
+                            f"the checksums of {step_dir}")
 
 
 def latest_step(directory) -> int | None:

@@ -62,7 +62,25 @@ def _add_common(p, workdir_required=True):
                                                     "default: its usual place, or the source run's)")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in --workdir (the old one is moved aside)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (default: shown)")
-    p.add_argument("--devices", type=int, default=None, help="data-parallel over this many devices (default: 1)")
+    p.add_argument("--devices", type=int, default=None,
+                   help="data-parallel over this many devices, over all processes (default: 1; every "
+                        "device of a multi-process run)")
+    add_distributed_flags(p)
+
+
+def add_distributed_flags(p) -> None:
+    """``--coordinator``, ``--num-processes``, ``--process-id``, ``--peer-timeout`` (read by :func:`main`)."""
+    g = p.add_argument_group("several processes (TPU pods; see the README)")
+    g.add_argument("--coordinator", metavar="HOST:PORT", default=None,
+                   help="address of process 0, where the processes meet (default: $JAX_COORDINATOR_ADDRESS; "
+                        "without it one process, or JAX's auto-detection on a Cloud TPU pod)")
+    g.add_argument("--num-processes", metavar="N", type=int, default=None,
+                   help="processes of the run (default: $JAXUNLEARN_NUM_PROCESSES)")
+    g.add_argument("--process-id", metavar="I", type=int, default=None,
+                   help="this process, 0..N-1; process 0 writes the files (default: $JAXUNLEARN_PROCESS_ID)")
+    g.add_argument("--peer-timeout", metavar="SECONDS", type=float, default=None,
+                   help="give up when the other processes have not all joined, or one has been silent, for "
+                        "this long (default: $JAXUNLEARN_PEER_TIMEOUT, else 120)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args) -> int:
-    from jaxunlearn import data as data_lib, runs
+    from jaxunlearn import data as data_lib, parallel, runs
 
     t_start = time.time()
     ds = data_lib.load_dataset(args.dataset, args.data_dir, max_train=args.max_train)
@@ -103,7 +121,6 @@ def cmd_train(args) -> int:
     runs.validate_recipe(recipe, len(ds.train_labels))
     mesh = _mesh(args)
     if mesh is not None:
-        from jaxunlearn import parallel
         parallel.check_batch_size(recipe.batch_size, mesh)
     info = {"kind": "train", "dataset": ds.name, "model": model, "seed": args.seed,
             "recipe": runs.dataclasses.asdict(recipe), "data_dir": args.data_dir, "max_train": args.max_train,
@@ -120,7 +137,8 @@ def cmd_train(args) -> int:
     runs.save_model(args.workdir, model, ds.name, state)
     test_acc = runs.accuracy_of(net, state, ds.test_images, ds.test_labels)
     summary = {"test_accuracy": test_acc, "dataset": ds.name, "model": model, "seed": args.seed,
-               "devices_used": 1 if mesh is None else mesh.size, "wall_time_s": time.time() - t_start, **tinfo}
+               "devices_used": 1 if mesh is None else mesh.size, "processes": parallel.process_count(),
+               "wall_time_s": time.time() - t_start, **tinfo}
     runs.write_json_atomic(os.path.join(args.workdir, "summary.json"), summary)
     print(f"test accuracy {100 * test_acc:.2f} % after {tinfo['epochs_run']} epochs "
           f"({tinfo['train_time_s']:.0f} s of training); run in {args.workdir}")
@@ -128,12 +146,19 @@ def cmd_train(args) -> int:
 
 
 def _mesh(args):
+    """The data-parallel mesh of ``--devices`` (None for one device); a multi-process run
+    without ``--devices`` uses every device of every process."""
+    import jax
+
+    from jaxunlearn import parallel
     if args.devices is not None and args.devices < 1:
         raise ValueError(f"--devices must be at least 1, got {args.devices}")
-    if not args.devices or args.devices == 1:
+    n = args.devices
+    if n is None and jax.process_count() > 1:
+        n = jax.device_count()
+    if not n or n == 1:
         return None
-    from jaxunlearn import parallel
-    return parallel.make_mesh(args.devices)
+    return parallel.make_mesh(n)
 
 
 def _request_cpu_devices(n: int) -> None:
@@ -159,12 +184,38 @@ def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "devices", None) and args.devices > 1:
-        _request_cpu_devices(args.devices)
+    from jaxunlearn import parallel
+    # Before any JAX computation: the CPU device count, then jax.distributed (DESIGN.md).
+    try:
+        dist = parallel.distributed_config(args.coordinator, args.num_processes, args.process_id,
+                                           args.peer_timeout) if hasattr(args, "coordinator") \
+            else parallel.DistributedConfig()
+        devices = getattr(args, "devices", None)
+        if devices and devices > 1:
+            _request_cpu_devices(-(-devices // (dist.num_processes or 1)))  # per process
+        joined = parallel.initialize_distributed(dist)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if joined and not parallel.is_primary():  # process 0 alone prints and shows progress
+        sys.stdout = open(os.devnull, "w")
+        if hasattr(args, "no_progress"):
+            args.no_progress = True
+    import jax
+
     from jaxunlearn import checkpoint, data as data_lib, runs, train
     handler = {"train": cmd_train}.get(args.command) or args.handler
     try:
         return handler(args) or 0
+    except jax.errors.JaxRuntimeError as e:
+        if not joined:
+            raise
+        print(f"error: a computation shared with the other processes failed (did a peer process stop?): "
+              f"{str(e).splitlines()[0][:300]}", file=sys.stderr)
+        return 2
+    except parallel.DistributedError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except runs.Interrupted as e:
         print(f"interrupted: {e}", file=sys.stderr)
         return 130

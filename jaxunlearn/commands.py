@@ -13,6 +13,11 @@ import sys
 import time
 
 
+def _add_distributed_flags(p) -> None:
+    from jaxunlearn.cli import add_distributed_flags
+    add_distributed_flags(p)
+
+
 def register(sub, add_common) -> None:
     """Adds every sub-command parser to ``sub``; each sets ``handler`` via ``set_defaults``."""
     p = sub.add_parser("unlearn", help="unlearn a forget set from a trained model")
@@ -46,6 +51,10 @@ def register(sub, add_common) -> None:
     p.add_argument("--no-relearn", action="store_true", help="skip the relearning attack")
     p.add_argument("--data-dir", default=None, help="where the dataset lives (default: the run's)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
+    p.add_argument("--devices", type=int, default=None,
+                   help="extract features with batches split over this many devices (default: 1; every "
+                        "device of a multi-process run)")
+    _add_distributed_flags(p)
     p.set_defaults(handler=cmd_evaluate)
 
     p = sub.add_parser("analyze", help="metrics of features from any framework (.npz)")
@@ -73,6 +82,7 @@ def register(sub, add_common) -> None:
     p.add_argument("--workdir", default=None, help="output directory (default: runs/study-<config>)")
     p.add_argument("--data-dir", default=None, help="where the dataset lives (default: the dataset's usual place)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_distributed_flags(p)
     p.set_defaults(handler=cmd_study)
 
     from jaxunlearn.data import DATASETS
@@ -122,12 +132,11 @@ def cmd_unlearn(args) -> int:
     settings = method.settings.replace(mode=mode, **{**preset_settings, **opt_over})
     if mode != "full" and not method.classifier_loss:  # unlearn() would refuse it after the workdir exists
         raise ValueError(f"{method.name} has no classifier loss, so mode {mode!r} does not apply")
-    if args.devices is not None and args.devices != 1:
-        raise ValueError("unlearn runs on one device: --devices is not supported here")
     try:  # types, ranges, names and the method's phase plan, before anything is written
         options.validate(method, hp_over, settings)
     except ValueError as e:
         raise ValueError(f"{e} (see `jaxunlearn methods --dataset {ds.name}`)") from None
+    mesh = _unlearn_mesh(args, method, settings)  # --devices: batches split over "data", the rest replicated
     problem = make_problem(ds, spec)
     if settings.batch_size > int(problem.retain.shape[0]):
         raise ValueError(f"batch size {settings.batch_size} is larger than the retain set ({int(problem.retain.shape[0])})")
@@ -141,26 +150,42 @@ def cmd_unlearn(args) -> int:
             "command": " ".join(sys.argv), "created": time.strftime("%Y-%m-%d %H:%M:%S")}
     if runs.prepare_workdir(args.workdir, args.overwrite, info):  # an earlier try stopped: start over
         (pathlib.Path(args.workdir) / "metrics.jsonl").unlink(missing_ok=True)
+    state, sharding = src.state, None
+    if mesh is not None:
+        from jaxunlearn import parallel
+        problem, state = parallel.replicate((problem, state), mesh)
+        sharding = parallel.batch_sharding(mesh)
     stop = runs.StopFlag()
     with stop.installed():
-        result = unlearn(method, jax.random.key(args.seed), src.net, src.state, problem, hp_over, settings,
+        result = unlearn(method, jax.random.key(args.seed), src.net, state, problem, hp_over, settings,
                          progress=False if args.no_progress else method.name,
                          log=lambda r: runs.append_jsonl(pathlib.Path(args.workdir) / "metrics.jsonl", r),
-                         should_stop=stop)
+                         should_stop=stop, batch_sharding=sharding)
     if stop():
         raise runs.Interrupted("interrupted; nothing was saved (unlearning runs are short: re-run the command)")
     runs.save_model(args.workdir, src.info["model"], ds.name, result.state)
     from jaxunlearn import evaluate
-    f = evaluate.extract(src.net, result.state, ds, info["head"])
+    f = evaluate.extract(src.net, result.state, ds, info["head"], mesh=mesh)
     acc = evaluate.output_accuracy(f, ds, spec.classes or [])
     summary = {"retain_accuracy": acc["retain"], "forget_accuracy": acc["forget"], "test_accuracy": acc["all"],
                "runtime_s": result.runtime_s, "method": method.name, "mode": mode,
-               "forget_classes": list(spec.classes)}
+               "forget_classes": list(spec.classes), "devices_used": 1 if mesh is None else mesh.size}
     runs.write_json_atomic(os.path.join(args.workdir, "summary.json"), summary)
     fa = "n/a" if acc["forget"] is None else f"{100 * acc['forget']:.2f} %"
     print(f"{method.name} ({mode}): retain accuracy {100 * acc['retain']:.2f} %, forget accuracy {fa}, "
           f"{result.runtime_s:.1f} s; run in {args.workdir}")
     return 0
+
+
+def _unlearn_mesh(args, method, settings):
+    """The mesh of ``--devices`` (None: one device); refuses a phase batch that does not split evenly."""
+    from jaxunlearn import cli, parallel
+    mesh = cli._mesh(args)
+    if mesh is not None and method.phases is not None:
+        for phase in method.phases(settings):
+            for stream, size in sorted(phase.batch_sizes.items()):
+                parallel.check_batch_size(size, mesh, f"batch size ({phase.name} phase, {stream} stream)")
+    return mesh
 
 
 def _refuse_existing(path, overwrite):
@@ -187,10 +212,12 @@ def cmd_evaluate(args) -> int:
         if path:
             r = runs.load_run(path, args.data_dir, dataset=ds)
             refs[name] = (r.net, r.state, r.info.get("head", "linear"))
+    from jaxunlearn import cli
+    mesh = cli._mesh(args)  # --devices: feature extraction split over the devices
     t = time.perf_counter()
     out = evaluate.evaluate_model(run.net, run.state, ds, fc, head=run.info.get("head", "linear"),
                                   probe=args.probe, layerwise=args.layerwise,
-                                  relearn=() if args.no_relearn else (10, 100), **refs)
+                                  relearn=() if args.no_relearn else (10, 100), mesh=mesh, **refs)
     out["runtime_s"]["total"] = time.perf_counter() - t
     out["run"] = {"workdir": str(args.workdir), "method": run.info.get("method"), "forget_classes": fc}
     runs.write_json_atomic(args.json, out)

@@ -12,6 +12,7 @@ and the features handed to the probes are the CMF classifier's input (normalised
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import NamedTuple
 
@@ -36,15 +37,26 @@ class Features(NamedTuple):
     bias: np.ndarray | None    # [K] (None for CMF)
 
 
-def extract(net: Net, state: TrainState, ds: Dataset, head: str = "linear", batch_size: int = 1000) -> Features:
+def extract(net: Net, state: TrainState, ds: Dataset, head: str = "linear", batch_size: int = 1000,
+            mesh=None) -> Features:
     """Runs the model over the train and test splits.
 
     For ``head="cmf"`` the CMF head is fitted to the train features (true labels) and both
     logits and the ``"features"`` entry become the CMF logits / CMF features.
+
+    With a ``mesh`` (:func:`jaxunlearn.parallel.make_mesh`) each batch (``batch_size`` rounded
+    up to a multiple of the devices) is split over the ``"data"`` axis and the parameters
+    are replicated; with several processes each places only its own devices' rows, and every
+    process receives all the outputs. The numbers equal the one-device run up to float
+    rounding.
     """
-    predict = train.make_predict(net, batch_size)
-    tr_logits, tr_feats = predict(state.params, state.batch_stats, jnp.asarray(ds.train_images))
-    te_logits, te_feats = predict(state.params, state.batch_stats, jnp.asarray(ds.test_images))
+    if mesh is None:
+        predict = train.make_predict(net, batch_size)
+        images = jnp.asarray
+    else:
+        predict, images = _sharded_predict(net, mesh, batch_size), np.asarray
+    tr_logits, tr_feats = predict(state.params, state.batch_stats, images(ds.train_images))
+    te_logits, te_feats = predict(state.params, state.batch_stats, images(ds.test_images))
     if head == "cmf":
         h = cmf.cmf_head(tr_feats["features"], jnp.asarray(ds.train_labels), ds.num_classes)
         tr_logits, te_logits = cmf.cmf_logits(h, tr_feats["features"]), cmf.cmf_logits(h, te_feats["features"])
@@ -57,6 +69,39 @@ def extract(net: Net, state: TrainState, ds: Dataset, head: str = "linear", batc
         raise ValueError(f"unknown head {head!r}; choose linear or cmf")
     host = lambda t: jax.tree.map(np.asarray, t)
     return Features(host(tr_logits), host(tr_feats), host(te_logits), host(te_feats), weights, bias)
+
+
+@functools.lru_cache(maxsize=16)
+def _sharded_predict(net: Net, mesh, batch_size: int):
+    """``predict(params, batch_stats, images [N, ...] host) -> (logits [N, K], features)`` as
+    host arrays, with every batch split over ``mesh``'s ``"data"`` axis (inference mode)."""
+    from jaxunlearn import parallel
+
+    n_dev = mesh.size
+    everywhere = parallel.replicated(mesh)
+
+    @functools.partial(jax.jit, out_shardings=everywhere)  # gathered, so every process can read them
+    def one(params, batch_stats, xb):
+        logits, feats, _ = net.forward(params, batch_stats, xb, train=False)
+        return logits, feats
+
+    def predict(params, batch_stats, images):
+        images = np.asarray(images)
+        n = images.shape[0]
+        bs = -(-min(batch_size, n) // n_dev) * n_dev
+        n_batches = -(-n // bs)
+        pad = n_batches * bs - n
+        if pad:
+            images = np.concatenate([images, np.zeros((pad, *images.shape[1:]), images.dtype)])
+        params, batch_stats = parallel.replicate((params, batch_stats), mesh)
+        outs = []
+        for i in range(n_batches):  # fetched batch by batch: never several un-awaited all-gathers
+            out = one(params, batch_stats, parallel.shard_batch(images[i * bs:(i + 1) * bs], mesh))
+            outs.append(jax.tree.map(np.asarray, out))
+        logits, feats = jax.tree.map(lambda *xs: np.concatenate(xs)[:n], *outs)
+        return logits, feats
+
+    return predict
 
 
 def output_accuracy(f: Features, ds: Dataset, forget_classes) -> dict:
@@ -176,7 +221,8 @@ def relearn_curve(net: Net, state: TrainState, ds: Dataset, forget_classes, *, h
 def evaluate_model(net: Net, state: TrainState, ds: Dataset, forget_classes, *, head: str = "linear",
                    original: tuple | None = None, retrained: tuple | None = None, probe: str = "fast",
                    knn: bool = True, collapse_metrics: bool = True, privacy_attacks: bool = True,
-                   layerwise: bool = False, relearn: tuple = (10, 100), relearn_steps: int = 30) -> dict:
+                   layerwise: bool = False, relearn: tuple = (10, 100), relearn_steps: int = 30,
+                   mesh=None) -> dict:
     """Every metric of one (unlearned) model; sections as written by ``jaxunlearn evaluate``.
 
     Args:
@@ -185,6 +231,7 @@ def evaluate_model(net: Net, state: TrainState, ds: Dataset, forget_classes, *, 
       original, retrained: optional ``(net, state, head)`` for representation similarity.
       probe: ``"fast"`` (full-batch L-BFGS) or ``"sgd"`` (the paper's protocol).
       relearn: sample counts of the relearning attack (empty: skip).
+      mesh: split feature extraction (this model's and the references') over its devices.
 
     Returns:
       ``{"full", "lp", "ncc", "knn", "collapse", "privacy", "similarity", "relearn",
@@ -192,7 +239,7 @@ def evaluate_model(net: Net, state: TrainState, ds: Dataset, forget_classes, *, 
     """
     runtime = {}
     t = time.perf_counter()
-    f = extract(net, state, ds, head)
+    f = extract(net, state, ds, head, mesh=mesh)
     runtime["features"] = time.perf_counter() - t
     fc = np.asarray(forget_classes, np.int32)
     out = {"full": output_accuracy(f, ds, fc)}
@@ -214,7 +261,7 @@ def evaluate_model(net: Net, state: TrainState, ds: Dataset, forget_classes, *, 
     sims = {}
     for name, ref in (("original", original), ("retrained", retrained)):
         if ref is not None:
-            rf = extract(ref[0], ref[1], ds, ref[2])
+            rf = extract(ref[0], ref[1], ds, ref[2], mesh=mesh)
             sims[name] = similarity.cka_retain_forget(f.test_feats["features"], rf.test_feats["features"],
                                                       ds.test_labels, fc)
     if sims:

@@ -7,6 +7,11 @@ A run directory (``workdir``) holds:
 * ``checkpoints/``  Orbax checkpoints every N steps (the last K kept) for resuming;
 * ``model/``        the final state (Orbax);
 * ``summary.json``  written last, atomically: its presence marks the run finished.
+
+With several processes (``jax.distributed``) every process runs the same code on the same
+(shared) workdir: the read-only checks run everywhere, every write goes through
+:func:`jaxunlearn.parallel.on_primary` (process 0 writes, the others wait for it), and
+checkpoints through Orbax's multi-host save (:mod:`jaxunlearn.checkpoint`).
 """
 
 from __future__ import annotations
@@ -66,8 +71,16 @@ def write_json_atomic(path, obj) -> None:
 
 
 def write_text_atomic(path, text: str) -> None:
-    """Writes ``text`` to a temporary file beside ``path`` and renames it into place."""
+    """Writes ``text`` to a temporary file beside ``path`` and renames it into place.
+
+    With several processes only process 0 writes; every process returns once the file is in
+    place (:func:`jaxunlearn.parallel.on_primary`).
+    """
     path = pathlib.Path(path)
+    parallel.on_primary(lambda: _write_text_atomic(path, text), str(path))
+
+
+def _write_text_atomic(path: pathlib.Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -84,8 +97,14 @@ def write_text_atomic(path, text: str) -> None:
 
 
 def append_jsonl(path, record: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(json_safe(record)) + "\n")
+    """Appends ``record`` as one JSON line to ``path`` (in process 0 only, see :func:`write_text_atomic`)."""
+    line = json.dumps(json_safe(record)) + "\n"
+
+    def append():
+        with open(path, "a") as f:
+            f.write(line)
+
+    parallel.on_primary(append, str(path))
 
 
 def read_json(path) -> dict:
@@ -105,16 +124,20 @@ def prepare_workdir(workdir, overwrite: bool, run_info: dict) -> bool:
     ``overwrite``, and a directory holding an unfinished run of a *different* description.
     With ``overwrite`` the previous run directory (summary, checkpoints, model, everything) is
     renamed to ``<workdir>.replaced-<time>[-N]`` beside it, never deleted.
+
+    Several processes: each one runs the checks (so each refuses alike), process 0 alone
+    moves, creates and writes.
     """
     workdir = pathlib.Path(workdir)
     if workdir.exists() and not workdir.is_dir():
         raise RunError(f"workdir {workdir} exists and is not a directory")
     summary, info_path = workdir / "summary.json", workdir / "run.json"
+    move = False
     if summary.exists():
         if not overwrite:
             raise RunError(f"{workdir} already holds a finished run (summary.json); pass --overwrite "
                            "to replace it, or choose another --workdir")
-        _move_aside(workdir)
+        move = True
     elif info_path.exists():
         old = read_json(info_path)
         if _comparable(old) == _comparable(run_info):
@@ -122,9 +145,16 @@ def prepare_workdir(workdir, overwrite: bool, run_info: dict) -> bool:
         if not overwrite:
             raise RunError(f"{workdir} holds an unfinished run with other settings; pass --overwrite "
                            "or choose another --workdir")
-        _move_aside(workdir)  # its checkpoints must not be resumed by a run with other settings
-    workdir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(info_path, run_info)
+        move = True  # its checkpoints must not be resumed by a run with other settings
+    text = json.dumps(json_safe(run_info), indent=2, allow_nan=False) + "\n"
+
+    def create():
+        if move:
+            _move_aside(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        _write_text_atomic(info_path, text)
+
+    parallel.on_primary(create, str(info_path))
     return False
 
 
@@ -375,11 +405,15 @@ def save_model(workdir, net_name: str, ds_name: str, state: TrainState) -> None:
     state = TrainState(state.params, state.batch_stats, None, state.step)
     model_dir = pathlib.Path(workdir) / "model"
     partial = pathlib.Path(workdir) / ".model.partial"
-    shutil.rmtree(partial, ignore_errors=True)
+    parallel.on_primary(lambda: shutil.rmtree(partial, ignore_errors=True), str(partial))
     checkpoint.save(partial, 0, state, {"dataset": ds_name, "model": net_name}, max_to_keep=1)
-    if model_dir.exists():  # left by an earlier attempt that stopped before summary.json
-        shutil.rmtree(model_dir)
-    os.replace(partial, model_dir)
+
+    def publish():
+        if model_dir.exists():  # left by an earlier attempt that stopped before summary.json
+            shutil.rmtree(model_dir)
+        os.replace(partial, model_dir)
+
+    parallel.on_primary(publish, str(model_dir))
 
 
 @dataclasses.dataclass

@@ -142,7 +142,7 @@ def test_train_bad_hyperparameters(tmp_path, capfd, argv, needle):
     (["--batch-size", "100000"], "batch size 100000 is larger than the retain set"),
     (["--batch-size", "0"], "batch size must be positive"),
     (["--set", "oops"], "--set expects NAME=VALUE"),
-    (["--devices", "4"], "--devices is not supported"),
+    (["--devices", "3"], "128 is not divisible by the 3 devices"),
 ])
 def test_unlearn_bad_hyperparameters(base, tmp_path, capfd, argv, needle):
     refused(capfd, unlearn_argv(base, tmp_path / "u", *argv), needle, watch=[tmp_path, base])
