@@ -2,9 +2,10 @@
 
 Two real ``jaxunlearn`` processes on 127.0.0.1 (a random free port), each with 2 virtual CPU
 devices, join through ``--coordinator/--num-processes/--process-id`` and train, then unlearn,
-the digits MLP on ``--devices 4`` (JAX's CPU collectives carry the all-reduces between them).
-Their final parameters must equal a one-process ``--devices 4`` run, and their workdirs must
-hold exactly the files of the one-process run, each written once. A process whose peer never
+then evaluate the digits MLP on ``--devices 4`` (JAX's CPU collectives carry the all-reduces
+between them). Their final parameters and JSON numbers must equal a one-process
+``--devices 4`` run, and their workdirs must hold exactly the files of the one-process run,
+each written once. A process whose peer never
 joins, or dies mid-run, must exit non-zero with a clear message instead of waiting forever.
 
 Every wait is bounded; children still running when a test ends are killed (by their pid).
@@ -176,6 +177,21 @@ def test_only_process_zero_prints(two_and_one):
     assert "random_label (full)" in out0 and "random_label" not in out1
 
 
+def test_two_processes_evaluate_equals_one_process(two_and_one, tmp_path):
+    """``evaluate --devices 4`` over two processes: the JSON numbers of one process, written once."""
+    two, _, _ = two_and_one
+    argv = ["evaluate", two / "train", "--forget", "3", "--no-relearn", "--devices", 4]
+    logs = run_two([*argv, "--json", tmp_path / "two.json"], tmp_path / "logs", "evaluate")
+    assert cli.main([str(a) for a in argv] + ["--json", str(tmp_path / "one.json")]) == 0
+    numbers = lambda p: {k: v for k, v in json.loads(p.read_text()).items() if k not in ("runtime_s", "run")}
+    a, b = numbers(tmp_path / "one.json"), numbers(tmp_path / "two.json")
+    assert a.keys() == b.keys() and "lp" in a and "collapse" in a
+    np.testing.assert_allclose(np.array(jax.tree.leaves(b), float), np.array(jax.tree.leaves(a), float),
+                               rtol=1e-5, atol=1e-6)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["logs", "one.json", "two.json"]
+    assert "wrote" in logs[0][1] and "wrote" not in logs[1][1]
+
+
 # ----------------------------------------------------------------------------- lost peers
 
 @pytest.mark.parametrize("process_id", [0, 1])
@@ -251,6 +267,17 @@ def test_distributed_config_refuses_incomplete_settings(kwargs, needle):
     with pytest.raises(ValueError) as e:
         parallel.distributed_config(**kwargs, environ={})
     assert needle in str(e.value)
+
+
+def test_joining_after_jax_has_started_is_refused(tmp_path, capfd):
+    """In-process, JAX's backends are up already: ``jax.distributed`` cannot start any more."""
+    assert jax.device_count() >= 1  # the backends are up (else this process would wait for a peer)
+    capfd.readouterr()
+    code = cli.main([*TRAIN, "--workdir", str(tmp_path / "w"), "--coordinator", f"127.0.0.1:{free_port()}",
+                     "--num-processes", "2", "--process-id", "0", "--peer-timeout", "5"])
+    err = capfd.readouterr().err
+    assert code == 2 and err.startswith("error: cannot join a multi-process run") and "fresh process" in err, err
+    assert not (tmp_path / "w").exists()
 
 
 def test_cli_refuses_incomplete_settings_before_touching_anything(tmp_path, capfd):
