@@ -34,9 +34,8 @@ def run(study) -> str:
     c = study.config
     sims = [simulate(noise=s, variant=v) for v in ("paper", "centred") for s in (0.0, 1.0, 2.0, 3.0)]
     sims += [simulate(gamma=0.5, variant=v) for v in ("paper", "centred")]
-    rows = []
-    for r in (MethodRun("classifier_edit"), MethodRun("random_label", "classifier_only"), MethodRun("random_label")):
-        rows.append(report.row_from_evals(r.title, study.method_evals(r)))
+    rows = study.rows([MethodRun("classifier_edit"), MethodRun("random_label", "classifier_only"),
+                       MethodRun("random_label")])
     out = study.out_dir("theory")
     runs.write_json_atomic(out / "theory.json", {"simulation": sims, "trained_model": rows})
     lines = ["| simulation | retain before | forget before | retain after | forget after |", "|---|---|---|---|---|"]

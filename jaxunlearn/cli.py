@@ -98,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=None, help=f"peak learning rate ({recipe})")
     p.add_argument("--weight-decay", type=float, default=None, help=f"weight decay ({recipe})")
     p.add_argument("--seed", type=int, default=0, help="PRNG seed of initialisation and batches")
+    p.add_argument("--seeds", default=None, metavar="SEEDS",
+                   help="train one run per seed, e.g. 0-4 or 0,3,7, into WORKDIR/seed-<s>/ (default: --seed only)")
+    p.add_argument("--strategy", choices=["auto", "vmap", "devices", "loop"], default="auto",
+                   help="how --seeds run: measured on the backend (auto), batched (vmap, devices) or one by one")
     p.add_argument("--max-train", type=int, default=None, help="use at most this many training samples "
                                                                       "(stratified; default: all)")
     p.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints (default: an epoch)")
@@ -125,6 +129,9 @@ def cmd_train(args) -> int:
     info = {"kind": "train", "dataset": ds.name, "model": model, "seed": args.seed,
             "recipe": runs.dataclasses.asdict(recipe), "data_dir": args.data_dir, "max_train": args.max_train,
             "devices": args.devices, "command": " ".join(sys.argv), "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+    if args.seeds is not None:
+        from jaxunlearn import multiseed
+        return multiseed.train(args, ds, model, recipe, mesh, info)
     resuming = runs.prepare_workdir(args.workdir, args.overwrite, info)
     if resuming:
         print(f"resuming the unfinished run in {args.workdir}")

@@ -28,6 +28,12 @@ def register(sub, add_common) -> None:
     p.add_argument("--lr", type=float, default=None, help=f"learning rate ({_PRESET_DEFAULT})")
     p.add_argument("--batch-size", type=int, default=None, help=f"batch size ({_PRESET_DEFAULT})")
     p.add_argument("--seed", type=int, default=0, help="PRNG seed of the run (and of a random forget set)")
+    p.add_argument("--seeds", default=None, metavar="SEEDS",
+                   help="one run per seed (e.g. 0-4 or 0,3,7) into WORKDIR/seed-<s>/; from a multi-seed train "
+                        "workdir seed s unlearns seed s's model (default: --seed only; the forget set stays the "
+                        "one drawn with --seed)")
+    p.add_argument("--strategy", choices=["auto", "vmap", "devices", "loop"], default="auto",
+                   help="how --seeds run: measured on the backend (auto), batched (vmap, devices) or one by one")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--classifier-only", action="store_true",
                       help="zero and train only the last layer (default: the full model)")
@@ -48,6 +54,9 @@ def register(sub, add_common) -> None:
     p.add_argument("--probe", choices=["fast", "sgd"], default="fast",
                    help="linear probe: closed-form ridge (fast) or SGD-trained (sgd)")
     p.add_argument("--layerwise", action="store_true", help="also probe every stage of the encoder")
+    p.add_argument("--seeds", default=None, metavar="SEEDS",
+                   help="evaluate these seeds of a multi-seed workdir (e.g. 0-4, or all) and report mean, std and "
+                        "95 %% CI over them, plus a long-format CSV beside --json (default: a single run)")
     p.add_argument("--no-relearn", action="store_true", help="skip the relearning attack")
     p.add_argument("--data-dir", default=None, help="where the dataset lives (default: the run's)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
@@ -73,6 +82,7 @@ def register(sub, add_common) -> None:
     p.add_argument("--workdir", default=None, help="output directory (default: runs/study-<config>)")
     p.add_argument("--data-dir", default=None, help="where the dataset lives (default: the dataset's usual place)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_study_axes(p)
     p.set_defaults(handler=cmd_reproduce)
 
     p = sub.add_parser("study", help="the main study: every experiment on the default config")
@@ -82,6 +92,9 @@ def register(sub, add_common) -> None:
     p.add_argument("--workdir", default=None, help="output directory (default: runs/study-<config>)")
     p.add_argument("--data-dir", default=None, help="where the dataset lives (default: the dataset's usual place)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_study_axes(p)
+    p.add_argument("--full", action="store_true",
+                   help="every class of the dataset as a forget set, 3 seeds (wall time recorded, not bounded)")
     _add_distributed_flags(p)
     p.set_defaults(handler=cmd_study)
 
@@ -122,7 +135,9 @@ def cmd_unlearn(args) -> int:
         if not known:
             raise ValueError(f"{method.name} does not use {flag}; it has {options.names_text(method)}")
         (hp_over if name == "lr" else opt_over).setdefault(name, value)  # --set NAME=... wins
-    src = runs.load_run(args.source, args.data_dir)
+    from jaxunlearn import multiseed, seeds as seeds_lib
+    seed_list = None if args.seeds is None else seeds_lib.parse_seeds(args.seeds)
+    src = runs.load_run(multiseed.source_dir(args.source, seed_list), args.data_dir)
     ds = src.dataset
     spec = data_lib.parse_forget(args.forget, ds.num_classes, seed=args.seed)
     data_lib.forget_split(ds, spec)  # refuses an empty forget set before anything is written
@@ -148,6 +163,8 @@ def cmd_unlearn(args) -> int:
             "preset_overrides": {"hparams": preset_hp, "settings": preset_settings},
             "data_dir": args.data_dir or src.info.get("data_dir"), "max_train": src.info.get("max_train"),
             "command": " ".join(sys.argv), "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+    if seed_list is not None:
+        return multiseed.unlearn(args, method, ds, spec, problem, hp_over, settings, mode, info, mesh)
     if runs.prepare_workdir(args.workdir, args.overwrite, info):  # an earlier try stopped: start over
         (pathlib.Path(args.workdir) / "metrics.jsonl").unlink(missing_ok=True)
     state, sharding = src.state, None
@@ -195,20 +212,33 @@ def _refuse_existing(path, overwrite):
 
 
 def cmd_evaluate(args) -> int:
-    from jaxunlearn import data as data_lib, evaluate, runs
+    from jaxunlearn import runs
 
     _refuse_existing(args.json, args.overwrite)
-    run = runs.load_run(args.workdir, args.data_dir)
+    if args.seeds is not None:
+        from jaxunlearn import multiseed
+        return multiseed.evaluate_cmd(args, lambda w, o, r: _evaluate_one(args, w, o, r))
+    out = _evaluate_one(args, args.workdir, args.original, args.retrained)
+    runs.write_json_atomic(args.json, out)
+    print(f"full {_pct(out['full'])} | LP {_pct(out['lp'])} | NCC {_pct(out['ncc'])} (retain / forget); "
+          f"wrote {args.json}")
+    return 0
+
+
+def _evaluate_one(args, workdir, original, retrained) -> dict:
+    """``evaluate_model`` of one run directory (with CKA references if given)."""
+    from jaxunlearn import data as data_lib, evaluate, runs
+
+    run = runs.load_run(workdir, args.data_dir)
     ds = run.dataset
     if args.forget is not None:
         fc = list(data_lib.parse_forget(args.forget, ds.num_classes).classes)
     else:
         fc = run.info.get("forget_classes")
         if not fc:
-            raise runs.RunError(f"{args.workdir} is not an unlearning run with forget classes; pass --forget")
+            raise runs.RunError(f"{workdir} is not an unlearning run with forget classes; pass --forget")
     refs = {}
-    for name in ("original", "retrained"):
-        path = getattr(args, name)
+    for name, path in (("original", original), ("retrained", retrained)):
         if path:
             r = runs.load_run(path, args.data_dir, dataset=ds)
             refs[name] = (r.net, r.state, r.info.get("head", "linear"))
@@ -219,11 +249,9 @@ def cmd_evaluate(args) -> int:
                                   probe=args.probe, layerwise=args.layerwise,
                                   relearn=() if args.no_relearn else (10, 100), mesh=mesh, **refs)
     out["runtime_s"]["total"] = time.perf_counter() - t
-    out["run"] = {"workdir": str(args.workdir), "method": run.info.get("method"), "forget_classes": fc}
-    runs.write_json_atomic(args.json, out)
-    print(f"full {_pct(out['full'])} | LP {_pct(out['lp'])} | NCC {_pct(out['ncc'])} (retain / forget); "
-          f"wrote {args.json}")
-    return 0
+    out["run"] = {"workdir": str(workdir), "method": run.info.get("method"), "mode": run.info.get("mode"),
+                  "forget_classes": fc, "seed": run.info.get("seed")}
+    return out
 
 
 def _pct(d):
@@ -243,15 +271,56 @@ def cmd_analyze(args) -> int:
     return 0
 
 
+def _add_study_axes(p) -> None:
+    p.add_argument("--seeds", type=int, default=None, metavar="N",
+                   help="seeds 0..N-1 of every model (default: the config's, 3)")
+    p.add_argument("--forget-sets", nargs="+", default=None, metavar="SET",
+                   help="forget sets, each a class (0) or classes (2,4,6) (default: the config's)")
+    p.add_argument("--strategy", choices=["auto", "vmap", "devices", "loop"], default=None,
+                   help="how the seeds of one model run (default: auto, measured on the backend)")
+
+
+def _study_overrides(args, config_name: str) -> dict:
+    """Config overrides from --seeds / --forget-sets / --strategy / --full (validated)."""
+    from experiments.configs import get_config
+    from jaxunlearn.data import DATASETS, parse_forget
+    config = get_config(config_name)
+    over = {}
+    if getattr(args, "full", False):
+        from jaxunlearn.data import load_dataset
+        if args.forget_sets:
+            raise ValueError("--full runs every class; drop --forget-sets (or drop --full)")
+        k = load_dataset(config.dataset, args.data_dir, max_train=config.max_train).num_classes
+        over["forget_sets"] = tuple((c,) for c in range(k))
+        over["seeds"] = (0, 1, 2)
+    if args.seeds is not None:
+        if args.seeds < 1:
+            raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
+        over["seeds"] = tuple(range(args.seeds))
+    if args.forget_sets:
+        sets = []
+        for text in args.forget_sets:
+            spec = parse_forget(text, 10_000)
+            if not spec.classes:
+                raise ValueError(f"--forget-sets takes classes like 0 or 2,4,6, got {text!r}")
+            sets.append(tuple(spec.classes))
+        over["forget_sets"] = tuple(sets)
+    if args.strategy is not None:
+        over["strategy"] = args.strategy
+    return over
+
+
 def cmd_reproduce(args) -> int:
     from experiments import run_experiment
-    return run_experiment(args.name, args.config, args.workdir, args.data_dir, progress=not args.no_progress)
+    return run_experiment(args.name, args.config, args.workdir, args.data_dir, progress=not args.no_progress,
+                          overrides=_study_overrides(args, args.config))
 
 
 def cmd_study(args) -> int:
     from experiments import run_study
     config = args.config or ("digits" if args.quick else "fashion_mnist")
-    return run_study(config, args.workdir, args.data_dir, progress=not args.no_progress)
+    return run_study(config, args.workdir, args.data_dir, progress=not args.no_progress,
+                     overrides=_study_overrides(args, config))
 
 
 def cmd_methods(args) -> int:

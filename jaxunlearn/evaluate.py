@@ -115,14 +115,18 @@ def output_accuracy(f: Features, ds: Dataset, forget_classes) -> dict:
     return out
 
 
-def privacy_metrics(f: Features, ds: Dataset, forget_classes) -> dict:
-    """SalUn's MIA-efficacy and the loss-based logistic attack (forget train vs forget test)."""
+def privacy_metrics(f: Features, ds: Dataset, forget_classes, mia_max_samples: int | None = None) -> dict:
+    """SalUn's MIA-efficacy and the loss-based logistic attack (forget train vs forget test).
+
+    ``mia_max_samples`` caps the MIA's SVC training set (see :func:`privacy.mia_efficacy`).
+    """
     fc = np.asarray(forget_classes)
     tr_forget = np.isin(ds.train_labels, fc)
     te_forget = np.isin(ds.test_labels, fc)
     p_train = privacy.true_class_confidence(f.train_logits, ds.train_labels)
     p_test = privacy.true_class_confidence(f.test_logits, ds.test_labels)
-    out = {"mia_efficacy": privacy.mia_efficacy(p_train[~tr_forget], p_test[~te_forget], p_train[tr_forget])}
+    out = {"mia_efficacy": privacy.mia_efficacy(p_train[~tr_forget], p_test[~te_forget], p_train[tr_forget],
+                                                max_samples=mia_max_samples)}
     if te_forget.sum() >= 5 and tr_forget.sum() >= 5:
         out["loss_attack"] = privacy.loss_attack(-np.log(np.maximum(p_train[tr_forget], 1e-30)),
                                                  -np.log(np.maximum(p_test[te_forget], 1e-30)))
@@ -222,7 +226,7 @@ def evaluate_model(net: Net, state: TrainState, ds: Dataset, forget_classes, *, 
                    original: tuple | None = None, retrained: tuple | None = None, probe: str = "fast",
                    knn: bool = True, collapse_metrics: bool = True, privacy_attacks: bool = True,
                    layerwise: bool = False, relearn: tuple = (10, 100), relearn_steps: int = 30,
-                   mesh=None) -> dict:
+                   mesh=None, mia_max_samples: int | None = None) -> dict:
     """Every metric of one (unlearned) model; sections as written by ``jaxunlearn evaluate``.
 
     Args:
@@ -232,6 +236,7 @@ def evaluate_model(net: Net, state: TrainState, ds: Dataset, forget_classes, *, 
       probe: ``"fast"`` (full-batch L-BFGS) or ``"sgd"`` (the paper's protocol).
       relearn: sample counts of the relearning attack (empty: skip).
       mesh: split feature extraction (this model's and the references') over its devices.
+      mia_max_samples: cap of the MIA-efficacy SVC's training set (None: SalUn's protocol).
 
     Returns:
       ``{"full", "lp", "ncc", "knn", "collapse", "privacy", "similarity", "relearn",
@@ -256,7 +261,7 @@ def evaluate_model(net: Net, state: TrainState, ds: Dataset, forget_classes, *, 
         runtime["collapse"] = time.perf_counter() - t
     if privacy_attacks:
         t = time.perf_counter()
-        out["privacy"] = privacy_metrics(f, ds, fc)
+        out["privacy"] = privacy_metrics(f, ds, fc, mia_max_samples)
         runtime["privacy"] = time.perf_counter() - t
     sims = {}
     for name, ref in (("original", original), ("retrained", retrained)):

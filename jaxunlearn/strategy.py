@@ -52,8 +52,8 @@ def _signature(net: Net, params, batch_size: int, runs: int, image_shape) -> str
 def measure(net: Net, image_shape, batch_size: int, runs: int, steps: int = 3, reps: int = 2) -> dict:
     """Times ``runs`` copies of ``steps`` supervised train steps, vmapped vs looped.
 
-    Returns ``{"vmap_s", "loop_s"}``: the best of ``reps`` timed calls after a warm-up call
-    (compilation excluded). The vmapped proxy is what the pure whole run executes
+    Returns ``{"vmap_s", "loop_s"}``: the best of ``reps`` timings after a warm-up call
+    (compilation excluded), each averaged over enough calls to span at least 50 ms. The vmapped proxy is what the pure whole run executes
     (``lax.scan`` over steps, vmapped over runs); the loop proxy is what the host driver
     executes (a Python loop over one jitted step, for each run in turn).
     """
@@ -80,12 +80,20 @@ def measure(net: Net, image_shape, batch_size: int, runs: int, steps: int = 3, r
         return [host(s, k, data, streams, hp, {}, 0, 0, steps)[0] for s, k in zip(singles, keys)]
 
     def best(fn):
-        jax.block_until_ready(fn())
-        times = []
+        jax.block_until_ready(fn())  # compile and warm up
+        calls, times = 1, []
+        while True:  # small models: repeat until one timing spans >= 50 ms, so noise stays small
+            t = time.perf_counter()
+            for _ in range(calls):
+                jax.block_until_ready(fn())
+            if time.perf_counter() - t >= 0.05 or calls >= 64:
+                break
+            calls *= 2
         for _ in range(reps):
             t = time.perf_counter()
-            jax.block_until_ready(fn())
-            times.append(time.perf_counter() - t)
+            for _ in range(calls):
+                jax.block_until_ready(fn())
+            times.append((time.perf_counter() - t) / calls)
         return min(times)
 
     return {"vmap_s": best(lambda: batched(init, keys)), "loop_s": best(looped)}

@@ -49,6 +49,8 @@ class OptimConfig:
     ``optimizer``: ``"sgd"`` (momentum, Nesterov, coupled weight decay as in PyTorch) or
     ``"adam"``. Schedule: linear warm-up over ``warmup_steps`` then cosine from ``lr`` to
     ``final_lr`` at ``total_steps`` (``"cosine"``), or a constant ``lr`` (``"constant"``).
+    ``clip_norm``: the total gradient is scaled to at most this global L2 norm first (as
+    PyTorch's ``clip_grad_norm_`` before ``optimizer.step()``; the CMF authors' ``1.0``).
     """
 
     optimizer: str = "sgd"
@@ -59,17 +61,19 @@ class OptimConfig:
     warmup_steps: int = 0
     total_steps: int = 1
     final_lr: float = 1e-5
+    clip_norm: float | None = None  # clip the gradient's global L2 norm before decay and momentum
 
 
 def make_gradient_transform(cfg: OptimConfig) -> optax.GradientTransformation:
     """The optimiser without its learning rate: gradients -> unscaled update directions."""
+    clip = [optax.clip_by_global_norm(cfg.clip_norm)] if cfg.clip_norm else []
     if cfg.optimizer == "sgd":
-        parts = [optax.add_decayed_weights(cfg.weight_decay)] if cfg.weight_decay else []
+        parts = clip + ([optax.add_decayed_weights(cfg.weight_decay)] if cfg.weight_decay else [])
         if cfg.momentum:
             parts.append(optax.trace(decay=cfg.momentum, nesterov=cfg.nesterov))
         return optax.chain(*parts) if parts else optax.identity()
     if cfg.optimizer == "adam":
-        parts = [optax.add_decayed_weights(cfg.weight_decay)] if cfg.weight_decay else []
+        parts = clip + ([optax.add_decayed_weights(cfg.weight_decay)] if cfg.weight_decay else [])
         return optax.chain(*parts, optax.scale_by_adam())
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose sgd or adam")
 

@@ -393,8 +393,7 @@ def test_unsir_streams_and_phases(problem):
     impair_phase, repair_phase = m.phases(s)
     assert (impair_phase.primary, impair_phase.epochs, impair_phase.optimizer) == ("impair", 2, "adam")
     assert (repair_phase.primary, repair_phase.epochs, repair_phase.optimizer) == ("retain", 2, "adam")
-    if unsir._PHASE_LR:
-        assert impair_phase.lr == "impair_lr" and repair_phase.lr == "lr"
+    assert impair_phase.lr == "impair_lr" and repair_phase.lr == "lr"
 
 
 def test_unsir_impair_loss_replaces_placeholders_by_noise(trained_digits, problem):

@@ -36,7 +36,8 @@ def test_vmap_matches_the_loop_on_equal_size_forget_sets(trained_digits, digits)
     settings = method.settings.replace(epochs=1)
     specs = [ForgetSpec((), 0.1, seed) for seed in range(3)]  # random samples: equal sizes
     key = jax.random.key(1)
-    auto = sweep.sweep_forget_sets(method, key, net, state, digits, specs, settings=settings, keep_states=True)
+    auto = sweep.sweep_forget_sets(method, key, net, state, digits, specs, settings=settings, keep_states=True,
+                                   strategy="vmap")
     loop = sweep.sweep_forget_sets(method, key, net, state, digits, specs, settings=settings, strategy="loop",
                                    keep_states=True)
     assert auto["strategy"] == "vmap" and loop["strategy"] == "loop"

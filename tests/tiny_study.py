@@ -12,7 +12,7 @@ from experiments import configs
 from experiments.configs import MethodRun
 
 TINY = dataclasses.replace(
-    configs.DIGITS, name="tiny", train_epochs=8, retrain_epochs=8, forget_sets=((3,),),
+    configs.DIGITS, name="tiny", train_epochs=8, retrain_epochs=8, forget_sets=((3,),), seeds=(0, 1),
     table1=(MethodRun("random_label"),),
     table2=(MethodRun("random_label", "classifier_only"), MethodRun("classifier_edit")),
     table3=(MethodRun("random_label", "cmf", (("lr", 0.2),)),),

@@ -106,9 +106,9 @@ def prepare(key, net, state, problem, hparams, settings):
     data = problem.data
     attack = jax.jit(lambda images, labels: nearest_wrong_class(net, state, images, labels, hparams["eps"]))
     labels = data["labels"]
-    for sel, w in padded_batches(problem.forget, 256):
-        n = int(w.sum())  # the padding rows are dropped
-        labels = labels.at[sel[:n]].set(attack(data["images"][sel], data["labels"][sel])[:n])
+    for sel, w in padded_batches(problem.forget, 256, problem.stream("forget").valid):
+        target = jnp.where(w > 0, sel, labels.shape[0])  # padding rows point past the end: dropped
+        labels = labels.at[target].set(attack(data["images"][sel], data["labels"][sel]), mode="drop")
     return state, {"boundary_labels": labels}
 
 

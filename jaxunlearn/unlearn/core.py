@@ -136,6 +136,8 @@ class Settings:
     weight_decay: float = 5e-4
     schedule: str = "constant"
     mode: str = "full"
+    nesterov: bool = True  # Nesterov momentum (SCRUB's authors use plain heavy-ball momentum)
+    clip_norm: float | None = None  # clip the total gradient to this global L2 norm before the step
     options: tuple = ()  # method-specific static options as (name, value) pairs
 
     def option(self, name: str, default=None):
@@ -159,6 +161,9 @@ class Phase:
     primary: str
     epochs: int
     optimizer: str | None = None  # None: the settings' optimizer
+    lr: str = "lr"                # the hparam that is this phase's learning rate (UNSIR: "impair_lr")
+    refresh_cmf: bool = True      # cmf mode: recompute the CMF head at this phase's epochs (SCRUB's
+                                  # min pass after a max pass keeps the max pass's head)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -322,16 +327,22 @@ def _run(method: Method, net: Net, settings: Settings, key, state: TrainState, p
                 raise ValueError(f"{method.name}: stream {n!r} is empty")
         primary = streams[phase.primary]
         max_spe = train.steps_per_epoch(int(primary.index.shape[0]), phase.batch_sizes[phase.primary])
-        cfg = train.OptimConfig(phase.optimizer or settings.optimizer, settings.momentum, True,
-                                settings.weight_decay, settings.schedule, 0, max_spe * phase.epochs)
+        cfg = train.OptimConfig(phase.optimizer or settings.optimizer, settings.momentum, settings.nesterov,
+                                settings.weight_decay, settings.schedule, 0, max_spe * phase.epochs,
+                                clip_norm=settings.clip_norm)
         loss = with_cmf(phase.loss) if settings.mode == "cmf" else phase.loss
         step = train.make_step(run_net, loss, cfg, bn_train=settings.mode != "classifier_only")
         epoch_fn = train.Epoch(step, dict(phase.batch_sizes), phase.primary, batch_sharding, masked=traced)
-        phase_hp = {**hp, "total_steps": epoch_fn.num_steps(streams) * phase.epochs}
+        if phase.lr not in hp:
+            raise ValueError(f"{method.name}: phase {phase.name!r} reads the rate {phase.lr!r}, not a hyper-parameter")
+        phase_hp = {**hp, "lr": hp[phase.lr], "total_steps": epoch_fn.num_steps(streams) * phase.epochs}
+        refresh = before_epoch if phase.refresh_cmf else None
+        if before_epoch is not None and refresh is None and "cmf" not in aux:  # keeping a head needs one
+            aux = before_epoch(state, 0, aux)
         state = train.fresh_optimizer(state, cfg) if (i == 0 or phase.optimizer) else \
             TrainState(state.params, state.batch_stats, state.opt_state, jnp.zeros((), jnp.int32))
         state, hist, interrupted = run_phase(i, phase, epoch_fn, state, jax.random.fold_in(k_run, i),
-                                             problem.data, streams, phase_hp, aux, before_epoch)
+                                             problem.data, streams, phase_hp, aux, refresh)
         history += [{"phase": phase.name, **r} for r in hist]
         if interrupted:
             break
@@ -373,6 +384,8 @@ def make_unlearn(method: Method | str, net: Net, settings: Settings | None = Non
         method = get_method(method)
     settings = settings or method.settings
     _check(method, settings)
+    from jaxunlearn.unlearn import options
+    options.validate(method, None, settings)
     if method.host_side:
         raise ValueError(f"{method.name} cannot run as a pure function: {method.host_side}; "
                          "use jaxunlearn.unlearn.unlearn() (the host driver)")
@@ -382,6 +395,7 @@ def make_unlearn(method: Method | str, net: Net, settings: Settings | None = Non
         return state, [], False
 
     def run(key, state, problem, hparams=None):
+        options.validate(method, hparams, settings)  # traced values (inside vmap) are not checked
         state, aux, _ = _run(method, net, settings, key, state, problem, _hparams(method, hparams), run_phase,
                              traced=True)
         return state, aux
@@ -417,6 +431,8 @@ def unlearn(method: Method, key: jax.Array, net: Net, state: TrainState, problem
     """
     settings = settings or method.settings
     _check(method, settings)
+    from jaxunlearn.unlearn import options
+    options.validate(method, hparams, settings)  # unknown names, wrong types, out-of-range values
     t0 = time.perf_counter()
 
     def run_phase(i, phase, epoch_fn, state, key, data, streams, hparams, aux, before_epoch):

@@ -124,6 +124,8 @@ MOMENTUM = Float("momentum", None, "SGD momentum", 0.0, 1.0, high_open=True)
 NESTEROV = Spec("nesterov", "bool", "Nesterov momentum (false: heavy ball)")
 WEIGHT_DECAY = Float("weight_decay", None, "coupled weight decay", 0.0)
 SCHEDULE = Choice("schedule", None, ("constant", "cosine"), "learning-rate schedule over each phase")
+CLIP_NORM = Float("clip_norm", None, "clip the total gradient to this global L2 norm (default: no clip)", 0.0,
+                  low_open=True)
 CMF_TEMPERATURE = Float("cmf_temperature", 1.0, "temperature of the CMF head (cmf mode only)", 0.0, low_open=True)
 
 
@@ -133,7 +135,8 @@ def _settings_fields() -> tuple:
 
 
 SETTINGS_FIELDS = _settings_fields()  # mode is set by the head-mode flags, not declared
-_FIELD_SPECS = (EPOCHS, BATCH_SIZE, OPTIMIZER, MOMENTUM, NESTEROV, WEIGHT_DECAY, SCHEDULE)
+_OPTIONAL_FIELDS = ("clip_norm",)  # Settings fields whose None means "off"
+_FIELD_SPECS = (EPOCHS, BATCH_SIZE, OPTIMIZER, MOMENTUM, NESTEROV, WEIGHT_DECAY, SCHEDULE, CLIP_NORM)
 TRAINING = tuple(s for s in _FIELD_SPECS if s.name in SETTINGS_FIELDS) + (CMF_TEMPERATURE,)
 
 
@@ -262,7 +265,7 @@ def check_value(spec: Spec, value) -> None:
     Hyper-parameters may be arrays (every element is checked); traced values (inside
     ``jit`` / ``vmap``) are not checked.
     """
-    if _is_tracer(value):
+    if _is_tracer(value) or (value is None and spec.name in _OPTIONAL_FIELDS):
         return
     name = spec.name
     if spec.kind == "bool":

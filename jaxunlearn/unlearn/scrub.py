@@ -53,24 +53,19 @@ def min_loss(net, params, batch_stats, batch, key, hparams, aux):
     return loss, (bs, {"loss": loss, "retain_ce": ce, "retain_kl": kl})
 
 
-_PHASE_REFRESH = "refresh_cmf" in {f.name for f in dataclasses.fields(Phase)}
-
-
 def phases(s):
     """``max1, min1, ..., max_m, min_m, min_{m+1}, ...`` (one epoch each).
 
     In ``cmf`` mode the authors recompute W once per epoch, after the min pass
-    (``unlearn/scrub.py`` line 303), so an epoch's max and min passes share one W; with the
-    runner's per-phase ``refresh_cmf`` (proposed) the min pass that follows a max pass keeps
-    the max pass's W.
+    (``unlearn/scrub.py`` line 303), so an epoch's max and min passes share one W: the min pass
+    that follows a max pass keeps the max pass's W (``refresh_cmf=False``).
     """
     out = []
     for e in range(s.epochs):
         has_max = e < s.option("msteps", 2)
         if has_max:
             out.append(Phase(f"max{e + 1}", max_loss, {"forget": s.batch_size}, "forget", 1))
-        kw = {"refresh_cmf": False} if (has_max and _PHASE_REFRESH) else {}
-        out.append(Phase(f"min{e + 1}", min_loss, {"retain": s.batch_size}, "retain", 1, **kw))
+        out.append(Phase(f"min{e + 1}", min_loss, {"retain": s.batch_size}, "retain", 1, refresh_cmf=not has_max))
     return out
 
 
@@ -81,9 +76,7 @@ def prepare(key, net, state, problem, hparams, settings):
     return state, aux
 
 
-_SETTINGS = Settings(epochs=2, batch_size=64, options=(("msteps", 2),))
-if "nesterov" in {f.name for f in dataclasses.fields(Settings)}:  # the authors' plain momentum
-    _SETTINGS = dataclasses.replace(_SETTINGS, nesterov=False)
+_SETTINGS = Settings(epochs=2, batch_size=64, nesterov=False, options=(("msteps", 2),))  # authors: no Nesterov
 
 METHOD = Method(
     name="scrub",

@@ -20,9 +20,8 @@ uniformly with the step key and gives it the noise's class. So each batch mixes 
 noise samples in the authors' proportion; each noise sample is seen ``noise_copies`` times per
 epoch on average (the authors: exactly).
 
-The separate impair rate needs the runner's per-phase rate (``Phase.lr``, an hparam name);
-until :class:`~jaxunlearn.unlearn.core.Phase` has it, both phases run at ``lr`` (see
-``docs/parity.md``, item 2).
+The impair phase runs at ``impair_lr`` (its ``Phase.lr``), the repair phase at ``lr``
+(``docs/parity.md``, item 2).
 
 Class forgetting: the noise targets the classes of the forget samples. In ``classifier_only``
 mode the noise is learned through the zeroed head, so it gets no signal (it only shrinks).
@@ -134,13 +133,9 @@ def streams(problem, s):
             "impair": jnp.asarray(impair_rows(problem, s), jnp.int32)}
 
 
-_PHASE_LR = "lr" in {f.name for f in dataclasses.fields(Phase)}
-
-
 def phases(s):
-    impair_kw = {"lr": "impair_lr"} if _PHASE_LR else {}
     return [Phase("impair", impair_loss, {"impair": s.batch_size}, "impair", s.epochs, optimizer="adam",
-                  **impair_kw),
+                  lr="impair_lr"),
             Phase("repair", retain_ce, {"retain": s.batch_size}, "retain", s.epochs, optimizer="adam")]
 
 
