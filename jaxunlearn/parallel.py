@@ -81,8 +81,7 @@ def distributed_config(coordinator: str | None = None, num_processes: int | None
     ``JAXUNLEARN_*`` variable) asks for an explicit set-up, which needs all three. Without
     them, ``JAXUNLEARN_DISTRIBUTED=1`` (a Cloud TPU pod), ``$JAX_COORDINATOR_ADDRESS`` alone
     (e.g. SLURM) or ``TPU_WORKER_HOSTNAMES`` naming several hosts (a TPU pod on GKE) select
-    JAX's auto-detection. One process
-    (``num_processes == 1``) needs no set-up.
+    JAX's auto-detection. One process (``num_processes == 1``) needs no set-up.
 
     Raises:
       ValueError: incomplete or inconsistent values (the message names the fix).
