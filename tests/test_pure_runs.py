@@ -152,3 +152,16 @@ def test_parse_seeds():
     for bad in ("", "a", "4-2", "-1", "1,1", "0.5"):
         with pytest.raises(ValueError, match="seeds"):
             seeds_lib.parse_seeds(bad)
+
+
+def test_the_readme_example_of_pure_runs_runs_as_written():
+    """The README's code block under "Pure whole runs" executes verbatim (a README sentence is a promise)."""
+    import pathlib
+    import re
+    text = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
+    section = text[text.index("## Pure whole runs"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert jax.tree.leaves(scope["states"].params)[0].shape[0] == 10
+    assert scope["aux"] == {} and int(scope["state"].step) > 0

@@ -135,12 +135,12 @@ def test_train_bad_hyperparameters(tmp_path, capfd, argv, needle):
 
 
 @pytest.mark.parametrize("argv,needle", [
-    (["--lr", "-1"], "learning rate must be positive"),
-    (["--lr", "nan"], "learning rate must be positive"),
-    (["--set", "lr=abc"], "must be a number"),
-    (["--epochs", "0"], "epochs must be positive"),
+    (["--lr", "-1"], "lr must be finite and > 0, got -1"),
+    (["--lr", "nan"], "lr must be finite and > 0, got nan"),
+    (["--set", "lr=abc"], "lr=abc: lr is a number (> 0)"),
+    (["--epochs", "0"], "epochs must be >= 1, got 0"),
     (["--batch-size", "100000"], "batch size 100000 is larger than the retain set"),
-    (["--batch-size", "0"], "batch size must be positive"),
+    (["--batch-size", "0"], "batch_size must be >= 1, got 0"),
     (["--set", "oops"], "--set expects NAME=VALUE"),
     (["--devices", "3"], "128 is not divisible by the 3 devices"),
 ])

@@ -175,7 +175,7 @@ def test_unlearn_divergence_exits_3_and_saves_nothing(reference, tmp_path, capfd
 # ----------------------------------------------------------------------------- a killed study
 
 TINY_STUDY = [sys.executable, str(pathlib.Path(__file__).with_name("tiny_study.py")),
-              "reproduce", "table1", "--config", "tiny", "--no-progress", "--workdir"]
+              "reproduce", "table1", "--config", "tiny", "--no-progress", "--strategy", "loop", "--workdir"]
 
 
 def test_study_killed_twice_resumes_to_the_same_table(tmp_path):
@@ -186,7 +186,7 @@ def test_study_killed_twice_resumes_to_the_same_table(tmp_path):
     r = subprocess.run([*TINY_STUDY, str(ref)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     wd = tmp_path / "killed"
-    for sig, ready in ((signal.SIGTERM, lambda: saved_steps(wd / "models" / "original-ckpt" / "checkpoints")),
+    for sig, ready in ((signal.SIGTERM, lambda: saved_steps(wd / "models" / "original-s0-ckpt" / "checkpoints")),
                        (signal.SIGINT, lambda: any((wd / "evals").glob("*.json")))):
         proc = subprocess.Popen([*TINY_STUDY, str(wd)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         wait_for(ready, proc)
