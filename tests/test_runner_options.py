@@ -85,3 +85,21 @@ def test_scrub_cmf_refreshes_the_head_once_per_epoch(small, monkeypatch):
     unlearn(method, jax.random.key(0), net, state, problem, None, settings)
     # prepare (the teacher's head), one per epoch (max1, max2, min3), and the final encoder's
     assert len(calls) == 5 and calls[-1] == -1
+
+
+def test_unlearning_augments_images_when_asked(small):
+    """The paper configs crop and flip during unlearning (the authors' loaders); same model from the
+    pure run and the host driver, a different one from the unaugmented run."""
+    from jaxunlearn.unlearn import make_unlearn
+    net, state, problem = small
+    method = get_method("finetune")
+    plain = method.settings.replace(epochs=1)
+    aug = plain.replace(augment_pad=2, augment_flip=True)
+    a = unlearn(method, jax.random.key(0), net, state, problem, None, aug).state
+    b = unlearn(method, jax.random.key(0), net, state, problem, None, plain).state
+    assert not tree_equal(a.params, b.params)
+    pure, _ = jax.jit(make_unlearn(method, net, aug))(jax.random.key(0), state, problem, None)
+    for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(pure.params)):
+        np.testing.assert_allclose(x, y, atol=1e-5)
+    from jaxunlearn.unlearn import configs
+    assert configs.CIFAR10["random_label"][1].augment_pad == 4 and configs.CIFAR10["random_label"][1].augment_flip

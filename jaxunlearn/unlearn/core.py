@@ -138,6 +138,8 @@ class Settings:
     mode: str = "full"
     nesterov: bool = True  # Nesterov momentum (SCRUB's authors use plain heavy-ball momentum)
     clip_norm: float | None = None  # clip the total gradient to this global L2 norm before the step
+    augment_pad: int = 0   # random-crop padding of every stream's images during unlearning (CIFAR: 4)
+    augment_flip: bool = False  # random horizontal flips during unlearning (the authors' loaders)
     options: tuple = ()  # method-specific static options as (name, value) pairs
 
     def option(self, name: str, default=None):
@@ -331,7 +333,8 @@ def _run(method: Method, net: Net, settings: Settings, key, state: TrainState, p
                                 settings.weight_decay, settings.schedule, 0, max_spe * phase.epochs,
                                 clip_norm=settings.clip_norm)
         loss = with_cmf(phase.loss) if settings.mode == "cmf" else phase.loss
-        step = train.make_step(run_net, loss, cfg, bn_train=settings.mode != "classifier_only")
+        step = train.make_step(run_net, loss, cfg, bn_train=settings.mode != "classifier_only",
+                               augment=train.AugmentConfig(settings.augment_pad, settings.augment_flip))
         epoch_fn = train.Epoch(step, dict(phase.batch_sizes), phase.primary, batch_sharding, masked=traced)
         if phase.lr not in hp:
             raise ValueError(f"{method.name}: phase {phase.name!r} reads the rate {phase.lr!r}, not a hyper-parameter")

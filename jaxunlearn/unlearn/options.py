@@ -126,6 +126,8 @@ WEIGHT_DECAY = Float("weight_decay", None, "coupled weight decay", 0.0)
 SCHEDULE = Choice("schedule", None, ("constant", "cosine"), "learning-rate schedule over each phase")
 CLIP_NORM = Float("clip_norm", None, "clip the total gradient to this global L2 norm (default: no clip)", 0.0,
                   low_open=True)
+AUGMENT_PAD = Int("augment_pad", None, "random-crop padding (pixels) of the images during unlearning", 0)
+AUGMENT_FLIP = Spec("augment_flip", "bool", "random horizontal flips of the images during unlearning")
 CMF_TEMPERATURE = Float("cmf_temperature", 1.0, "temperature of the CMF head (cmf mode only)", 0.0, low_open=True)
 
 
@@ -136,7 +138,8 @@ def _settings_fields() -> tuple:
 
 SETTINGS_FIELDS = _settings_fields()  # mode is set by the head-mode flags, not declared
 _OPTIONAL_FIELDS = ("clip_norm",)  # Settings fields whose None means "off"
-_FIELD_SPECS = (EPOCHS, BATCH_SIZE, OPTIMIZER, MOMENTUM, NESTEROV, WEIGHT_DECAY, SCHEDULE, CLIP_NORM)
+_FIELD_SPECS = (EPOCHS, BATCH_SIZE, OPTIMIZER, MOMENTUM, NESTEROV, WEIGHT_DECAY, SCHEDULE, CLIP_NORM, AUGMENT_PAD,
+                AUGMENT_FLIP)
 TRAINING = tuple(s for s in _FIELD_SPECS if s.name in SETTINGS_FIELDS) + (CMF_TEMPERATURE,)
 
 
