@@ -69,7 +69,7 @@ def test_long_records_flatten_every_section():
 
 
 def test_long_records_of_a_study_evaluation_file():
-    path = REPO / "docs/results/study-fashion_mnist/evals/random_label-full-f0.json"
+    path = REPO / "docs/results/study-fashion_mnist/evals/random_label-full-f0-s0.json"
     if not path.is_file():
         pytest.skip("no stored study evaluation")
     ev = json.loads(path.read_text())
