@@ -436,14 +436,23 @@ def cdnv(features, labels, num_classes: int, classes=None) -> float | None:
     Returns:
       Python float or ``None``.
     """
+    pairs = _class_pairs(features, labels, num_classes, classes)
+    if pairs is None:
+        return None
+    var_sum, d2 = pairs
+    return float(np.mean(var_sum / (2.0 * d2)))
+
+
+def _class_pairs(features, labels, num_classes: int, classes=None):
+    """``(var_c + var_c' [P], ||mu_c - mu_c'||^2 [P])`` over the class pairs ``c < c'`` (float64),
+    or None for fewer than 2 classes."""
     idx = np.arange(num_classes) if classes is None else np.asarray(classes)
     if idx.size < 2:
         return None
     var, means = _class_var_and_means(features, labels, num_classes)
     var, means = np.asarray(var, np.float64)[idx], np.asarray(means, np.float64)[idx]
     iu = np.triu_indices(idx.size, 1)
-    d2 = np.sum(np.square(means[:, None] - means[None]), axis=-1)[iu]
-    return float(np.mean((var[:, None] + var[None])[iu] / (2.0 * d2)))
+    return (var[:, None] + var[None])[iu], np.sum(np.square(means[:, None] - means[None]), axis=-1)[iu]
 
 
 def cdnv_authors(features, labels, num_classes: int, classes=None) -> float | None:
@@ -455,16 +464,11 @@ def cdnv_authors(features, labels, num_classes: int, classes=None) -> float | No
     the pair count a second time, so it scales like ``CDNV / #pairs``. ``None`` for fewer than
     2 classes.
     """
-    idx = np.arange(num_classes) if classes is None else np.asarray(classes)
-    if idx.size < 2:
+    pairs = _class_pairs(features, labels, num_classes, classes)
+    if pairs is None:
         return None
-    var, means = _class_var_and_means(features, labels, num_classes)
-    var, means = np.asarray(var, np.float64)[idx], np.asarray(means, np.float64)[idx]
-    iu = np.triu_indices(idx.size, 1)
-    num = np.sum((var[:, None] + var[None])[iu])
-    den = np.sum(2.0 * np.sum(np.square(means[:, None] - means[None]), axis=-1)[iu])
-    k = idx.size
-    return float(num / den * 2.0 / (k * (k - 1)))
+    var_sum, d2 = pairs
+    return float(np.sum(var_sum) / np.sum(2.0 * d2) / var_sum.size)  # 2 / (K (K - 1)) = 1 / #pairs
 
 
 def ncc_train_accuracy(features, labels, num_classes: int, forget_classes=None) -> dict:
