@@ -217,19 +217,28 @@ def cmd_evaluate(args) -> int:
     _refuse_existing(args.json, args.overwrite)
     if args.seeds is not None:
         from jaxunlearn import multiseed
-        return multiseed.evaluate_cmd(args, lambda w, o, r: _evaluate_one(args, w, o, r))
+        loaded = {}  # the dataset is loaded once for every seed and reference
+
+        def one(w, o, r):
+            out = _evaluate_one(args, w, o, r, loaded.get("ds"))
+            loaded.setdefault("ds", out.pop("_dataset"))
+            return out
+
+        return multiseed.evaluate_cmd(args, one)
     out = _evaluate_one(args, args.workdir, args.original, args.retrained)
+    out.pop("_dataset")
     runs.write_json_atomic(args.json, out)
     print(f"full {_pct(out['full'])} | LP {_pct(out['lp'])} | NCC {_pct(out['ncc'])} (retain / forget); "
           f"wrote {args.json}")
     return 0
 
 
-def _evaluate_one(args, workdir, original, retrained) -> dict:
-    """``evaluate_model`` of one run directory (with CKA references if given)."""
+def _evaluate_one(args, workdir, original, retrained, dataset=None) -> dict:
+    """``evaluate_model`` of one run directory (with CKA references if given); the output's
+    ``"_dataset"`` is the loaded dataset, for the caller to reuse (``dataset``) and drop."""
     from jaxunlearn import data as data_lib, evaluate, runs
 
-    run = runs.load_run(workdir, args.data_dir)
+    run = runs.load_run(workdir, args.data_dir, dataset=dataset)
     ds = run.dataset
     if args.forget is not None:
         fc = list(data_lib.parse_forget(args.forget, ds.num_classes).classes)
@@ -251,6 +260,7 @@ def _evaluate_one(args, workdir, original, retrained) -> dict:
     out["runtime_s"]["total"] = time.perf_counter() - t
     out["run"] = {"workdir": str(workdir), "method": run.info.get("method"), "mode": run.info.get("mode"),
                   "forget_classes": fc, "seed": run.info.get("seed")}
+    out["_dataset"] = ds
     return out
 
 

@@ -27,7 +27,6 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxunlearn import train
 from jaxunlearn.state import Net
@@ -180,6 +179,3 @@ def pad_runs(count: int, num_devices: int) -> int:
     """Runs to add so ``count`` splits evenly over ``num_devices`` (the padding is dropped)."""
     return int(-count % max(num_devices, 1))
 
-
-def host_floats(tree):
-    return jax.tree.map(lambda x: np.asarray(x), tree)

@@ -284,7 +284,10 @@ class Epoch:
 
     def num_steps(self, streams) -> jax.Array:
         """Steps per epoch of these streams (int32 scalar; traced for padded streams)."""
-        return jnp.maximum(1, as_stream(streams[self.primary]).count // self.batch_sizes[self.primary])
+        return self._steps(as_stream(streams[self.primary]).count)
+
+    def _steps(self, count) -> jax.Array:
+        return jnp.maximum(1, count // self.batch_sizes[self.primary])
 
     def order(self, key, data, streams, epoch):
         """``{name: (rows [L] in this epoch's order, valid count)}`` for every stream."""
@@ -312,12 +315,9 @@ class Epoch:
         step_key = jax.random.fold_in(jax.random.fold_in(key, 1_000_003), state.step)
         new_state, metrics = self.step(state, batch, step_key, hparams, aux)
         if self.masked:
-            active = t < self.num_steps_of(order)
+            active = t < self._steps(order[self.primary][1])
             new_state = jax.tree.map(lambda a, b: jnp.where(active, a, b), new_state, state)
         return new_state, metrics
-
-    def num_steps_of(self, order) -> jax.Array:
-        return jnp.maximum(1, order[self.primary][1] // self.batch_sizes[self.primary])
 
     def run(self, state, key, data, streams, hparams, aux, epoch, start, num: int):
         """Steps ``start .. start + num - 1`` of epoch ``epoch`` in one ``lax.scan`` (pure)."""

@@ -81,27 +81,13 @@ def test_cmf_unlearning_moves_only_the_encoder(digits, cnn_digits):
     np.testing.assert_allclose(r.aux["cmf"].weights, fresh.weights, rtol=1e-5, atol=1e-6)
 
 
-def test_cmf_head_is_refreshed_every_epoch(digits, cnn_digits):
+def test_cmf_head_is_refreshed_every_epoch(digits, cnn_digits, monkeypatch):
+    from helpers import count_cmf_refreshes
     net, state = cnn_digits
     problem = make_problem(digits, data_lib.parse_forget("3", 10))
-    seen = []
-    from jaxunlearn.unlearn import core
-    original = core.make_cmf_refresh
-
-    def spy(*a, **kw):
-        refresh = original(*a, **kw)
-
-        def wrapped(st, epoch, aux):
-            seen.append(epoch)
-            return refresh(st, epoch, aux)
-        return wrapped
-
-    core.make_cmf_refresh = spy
-    try:
-        m = METHODS["finetune"]
-        unlearn(m, jax.random.key(0), net, state, problem, {"lr": 0.01}, m.settings.replace(mode="cmf", epochs=2))
-    finally:
-        core.make_cmf_refresh = original
+    seen = count_cmf_refreshes(monkeypatch)
+    m = METHODS["finetune"]
+    unlearn(m, jax.random.key(0), net, state, problem, {"lr": 0.01}, m.settings.replace(mode="cmf", epochs=2))
     assert seen[:2] == [0, 1] and seen[-1] == -1  # start of each epoch, then once from the final encoder
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from jaxunlearn import data as data_lib, runs, train
 from jaxunlearn.state import tree_equal
+from helpers import count_cmf_refreshes
 from jaxunlearn.unlearn import Method, Phase, Settings, core, get_method, make_problem, unlearn
 
 
@@ -65,19 +66,7 @@ def test_a_phase_reads_its_own_rate(small):
 def test_scrub_cmf_refreshes_the_head_once_per_epoch(small, monkeypatch):
     """3 epochs with 2 max passes: W at the start, after each epoch's min pass, and the final one."""
     net, state, problem = small
-    calls = []
-    real = core.make_cmf_refresh
-
-    def counting(*a, **k):
-        refresh = real(*a, **k)
-
-        def wrapped(st, epoch, aux):
-            calls.append(epoch)
-            return refresh(st, epoch, aux)
-
-        return wrapped
-
-    monkeypatch.setattr(core, "make_cmf_refresh", counting)
+    calls = count_cmf_refreshes(monkeypatch)
     method = get_method("scrub")
     settings = method.settings.replace(mode="cmf", epochs=3, msteps=2)
     names = [(p.name, p.refresh_cmf) for p in method.phases(settings)]
