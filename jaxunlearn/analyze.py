@@ -13,9 +13,13 @@ test_labels        [M]         int labels
 weights            [K, D]      optional classifier weights (row c = class c)
 bias               [K]         optional classifier bias (needs ``weights``)
 forget_classes     [F] or []   optional forget class ids
+forget_indices     [F]         optional forgotten training samples (row indices into
+                               train_features; sample forgetting, instead of classes)
 =================  ==========  ===================================================
 
-K is ``weights.shape[0]`` when weights are given, else ``max label + 1``.
+K is ``weights.shape[0]`` when weights are given, else ``max label + 1``. The metrics are
+those of the evaluator registry (:mod:`jaxunlearn.evaluators`) that need no logits: ``lp``,
+``ncc``, ``knn``, ``collapse``.
 """
 
 from __future__ import annotations
@@ -27,15 +31,13 @@ import zipfile
 import zlib
 from typing import Any, Mapping
 
-import jax.numpy as jnp
 import numpy as np
 
-from jaxunlearn.collapse import collapse_metrics
-from jaxunlearn.heads import evaluate_heads
+from jaxunlearn import evaluators
 from jaxunlearn.runs import write_json_atomic  # noqa: F401  (the one atomic JSON writer, re-exported)
 
 REQUIRED_KEYS = ("train_features", "train_labels", "test_features", "test_labels")
-OPTIONAL_KEYS = ("weights", "bias", "forget_classes")
+OPTIONAL_KEYS = ("weights", "bias", "forget_classes", "forget_indices")
 
 
 def _int_labels(a: np.ndarray, name: str) -> np.ndarray:
@@ -71,16 +73,17 @@ def validate_features(arrays: Mapping[str, Any]) -> dict:
 
     Args:
       arrays: a mapping with the required keys and optionally ``weights``, ``bias``,
-        ``forget_classes``; other keys are ignored.
+        ``forget_classes`` or ``forget_indices``; other keys are ignored.
 
     Returns:
-      A dict with float32 features / weights / bias, int64 labels and forget classes
-      (``None`` when absent) and ``num_classes`` (int).
+      A dict with float32 features / weights / bias, int64 labels, forget classes and forget
+      indices (sorted, unique; ``None`` when absent) and ``num_classes`` (int).
 
     Raises:
       ValueError: naming the problem: a missing key, a wrong rank, mismatched sample
         counts or feature dims, non-finite values, non-integer or negative labels, fewer
-        than 2 classes, a class without training samples, forget classes out of range.
+        than 2 classes, a class without training samples, forget classes out of range,
+        forget indices out of range or given together with forget classes.
     """
     for key in REQUIRED_KEYS:
         if key not in arrays:
@@ -146,6 +149,17 @@ def validate_features(arrays: Mapping[str, Any]) -> dict:
         out["forget_classes"] = np.unique(fc).astype(np.int64) if fc.size else None
     else:
         out["forget_classes"] = None
+    fi = arrays.get("forget_indices") if hasattr(arrays, "get") else None
+    out["forget_indices"] = None
+    if fi is not None:
+        fi = np.asarray(fi).reshape(-1)
+        if fi.size:
+            if out["forget_classes"] is not None:
+                raise ValueError("give forget_classes or forget_indices, not both")
+            fi = _int_labels(fi, "forget_indices")
+            if fi.max() >= n:
+                raise ValueError(f"forget_indices go up to {int(fi.max())} but train_features has {n} rows")
+            out["forget_indices"] = np.unique(fi)
     out["num_classes"] = int(num_classes)
     return out
 
@@ -190,46 +204,53 @@ def load_features_npz(path: str | os.PathLike) -> dict:
     return validate_features(arrays)
 
 
-def analyze_features(arrays: Mapping[str, Any], probe: str = "fast", *, knn: bool = True
-                     ) -> dict:
-    """Every head and collapse metric for one set of features.
+def analyze_features(arrays: Mapping[str, Any], probe: str = "fast", *, knn: bool = True,
+                     evaluators_config: Mapping[str, Mapping] | None = None) -> dict:
+    """Every head and collapse metric for one set of features: validate, then run the registry.
 
     Args:
       arrays: a dict in the ``.npz`` layout (validated with :func:`validate_features`).
       probe: ``'fast'`` (L-BFGS probe) or ``'sgd'`` (the paper's SGD protocol).
       knn: include the cosine 5-NN head.
+      evaluators_config: ``{name: config}`` of registry evaluators to run instead of
+        ``ncc, lp, knn, collapse`` (those needing logits or a model cannot run on features).
 
     Returns:
       ``{"ncc": acc, "lp": acc, "knn": acc, "collapse": {...}, "runtime_s": float,
       "timings": {...}, "num_classes": K, "forget_classes": [...] | None, "n_train": N,
-      "n_test": M, "dim": D, "probe": probe}`` where each ``acc`` is
-      ``{"retain": float, "forget": float | None, "all": float}`` (test accuracy as a
-      fraction; without forget classes, ``forget`` is ``None`` and ``retain`` equals ``all``)
-      and ``collapse`` is :func:`jaxunlearn.collapse.collapse_metrics` on the training
-      features (defaults by name at its top level, ``retain`` / ``forget`` sub-dicts).
+      "n_test": M, "dim": D, "probe": probe}`` (and ``"num_forget_samples"`` with
+      ``forget_indices``) where each ``acc`` is ``{"retain": float, "forget": float | None,
+      "all": float}`` (test accuracy as a fraction; without forget classes, ``forget`` is
+      ``None`` and ``retain`` equals ``all``; with forget indices the heads are fitted on the
+      other training samples and add ``train_retain`` / ``train_forget``) and ``collapse`` is
+      :func:`jaxunlearn.collapse.collapse_metrics` on the training features (defaults by
+      name at its top level, ``retain`` / ``forget`` sub-dicts).
     """
     t_start = time.perf_counter()
     a = validate_features(arrays)
     k = a["num_classes"]
+    n, m = a["train_features"].shape[0], a["test_features"].shape[0]
+    feats = evaluators.Features(None, {"features": a["train_features"]}, None, {"features": a["test_features"]},
+                                a["weights"], a["bias"])
+    inputs = evaluators.Inputs(feats, a["train_labels"], a["test_labels"], k)
+    if a["forget_indices"] is not None:
+        forget = evaluators.ForgetSet.from_indices(n, m, a["forget_indices"])
+    else:
+        forget = evaluators.ForgetSet.from_classes(a["train_labels"], a["test_labels"], a["forget_classes"])
+    sel = evaluators_config if evaluators_config is not None else {
+        "ncc": {}, "lp": {"probe": probe}, **({"knn": {}} if knn else {}), "collapse": {}}
+    out, timings = evaluators.run(inputs, forget, sel)
     fc = a["forget_classes"]
-    heads_out = evaluate_heads(
-        jnp.asarray(a["train_features"]), jnp.asarray(a["train_labels"], jnp.int32),
-        jnp.asarray(a["test_features"]), a["test_labels"], fc, k, probe=probe, knn=knn)
-    t0 = time.perf_counter()
-    coll = collapse_metrics(a["train_features"], a["train_labels"], k, a["weights"], a["bias"],
-                            fc)
-    timings = dict(heads_out.pop("timings"))
-    timings["collapse"] = time.perf_counter() - t0
-    out = {name: heads_out[name] for name in ("ncc", "lp", "knn") if name in heads_out}
     out.update({
-        "collapse": coll,
         "num_classes": k,
         "forget_classes": None if fc is None else fc.tolist(),
-        "n_train": int(a["train_features"].shape[0]),
-        "n_test": int(a["test_features"].shape[0]),
+        "n_train": int(n),
+        "n_test": int(m),
         "dim": int(a["train_features"].shape[1]),
         "probe": probe,
         "timings": timings,
     })
+    if a["forget_indices"] is not None:
+        out["num_forget_samples"] = int(len(a["forget_indices"]))
     out["runtime_s"] = time.perf_counter() - t_start
     return out

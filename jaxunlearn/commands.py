@@ -50,7 +50,10 @@ def register(sub, add_common) -> None:
     p.add_argument("--original", default=None, help="workdir of the original model (CKA; default: none)")
     p.add_argument("--retrained", default=None, help="workdir of the retrained model (CKA; default: none)")
     p.add_argument("--json", required=True, help="output JSON file")
-    p.add_argument("--forget", default=None, help="forget classes (default: those of the run)")
+    p.add_argument("--forget", default=None,
+                   help="forget set: a class (3), a list (0,5,9) or a fraction of training samples (0.1, drawn "
+                        "with --forget-seed) (default: the one stored in the run)")
+    p.add_argument("--forget-seed", type=int, default=0, help="seed of a --forget fraction (default: 0)")
     p.add_argument("--probe", choices=["fast", "sgd"], default="fast",
                    help="linear probe: closed-form ridge (fast) or SGD-trained (sgd)")
     p.add_argument("--layerwise", action="store_true", help="also probe every stage of the encoder")
@@ -157,6 +160,7 @@ def cmd_unlearn(args) -> int:
         raise ValueError(f"batch size {settings.batch_size} is larger than the retain set ({int(problem.retain.shape[0])})")
     info = {"kind": "unlearn", "dataset": ds.name, "model": src.info["model"], "from": str(args.source),
             "method": method.name, "forget": args.forget, "forget_classes": list(spec.classes),
+            "forget_spec": _forget_record(ds, spec),
             "mode": mode, "head": "cmf" if mode == "cmf" else "linear", "seed": args.seed,
             "hparams": {**method.hparams, **hp_over}, "settings": dataclasses.asdict(settings),
             "preset": presets.preset_name(ds.name),
@@ -183,12 +187,13 @@ def cmd_unlearn(args) -> int:
     runs.save_model(args.workdir, src.info["model"], ds.name, result.state)
     from jaxunlearn import evaluate
     f = evaluate.extract(src.net, result.state, ds, info["head"], mesh=mesh)
-    acc = evaluate.output_accuracy(f, ds, spec.classes or [])
-    summary = {"retain_accuracy": acc["retain"], "forget_accuracy": acc["forget"], "test_accuracy": acc["all"],
+    acc = evaluate.output_accuracy(f, ds, spec)  # sample forgetting: the forgotten training samples
+    summary = {"retain_accuracy": acc["retain"], "test_accuracy": acc["all"],
+               "forget_accuracy": acc["forget"] if spec.classes else acc["train_forget"],
                "runtime_s": result.runtime_s, "method": method.name, "mode": mode,
                "forget_classes": list(spec.classes), "devices_used": 1 if mesh is None else mesh.size}
     runs.write_json_atomic(os.path.join(args.workdir, "summary.json"), summary)
-    fa = "n/a" if acc["forget"] is None else f"{100 * acc['forget']:.2f} %"
+    fa = "n/a" if summary["forget_accuracy"] is None else f"{100 * summary['forget_accuracy']:.2f} %"
     print(f"{method.name} ({mode}): retain accuracy {100 * acc['retain']:.2f} %, forget accuracy {fa}, "
           f"{result.runtime_s:.1f} s; run in {args.workdir}")
     return 0
@@ -228,24 +233,23 @@ def cmd_evaluate(args) -> int:
     out = _evaluate_one(args, args.workdir, args.original, args.retrained)
     out.pop("_dataset")
     runs.write_json_atomic(args.json, out)
-    print(f"full {_pct(out['full'])} | LP {_pct(out['lp'])} | NCC {_pct(out['ncc'])} (retain / forget); "
-          f"wrote {args.json}")
+    if out["run"]["forget_classes"]:
+        print(f"full {_pct(out['full'])} | LP {_pct(out['lp'])} | NCC {_pct(out['ncc'])} (retain / forget); "
+              f"wrote {args.json}")
+    else:
+        print(f"full {_pct_samples(out['full'])} | LP {_pct_samples(out['lp'])} | NCC {_pct_samples(out['ncc'])} "
+              f"(forget train / retain train / test); wrote {args.json}")
     return 0
 
 
 def _evaluate_one(args, workdir, original, retrained, dataset=None) -> dict:
     """``evaluate_model`` of one run directory (with CKA references if given); the output's
     ``"_dataset"`` is the loaded dataset, for the caller to reuse (``dataset``) and drop."""
-    from jaxunlearn import data as data_lib, evaluate, runs
+    from jaxunlearn import evaluate, runs
 
     run = runs.load_run(workdir, args.data_dir, dataset=dataset)
     ds = run.dataset
-    if args.forget is not None:
-        fc = list(data_lib.parse_forget(args.forget, ds.num_classes).classes)
-    else:
-        fc = run.info.get("forget_classes")
-        if not fc:
-            raise runs.RunError(f"{workdir} is not an unlearning run with forget classes; pass --forget")
+    forget, record = _run_forget_set(args, run, workdir)
     refs = {}
     for name, path in (("original", original), ("retrained", retrained)):
         if path:
@@ -254,19 +258,54 @@ def _evaluate_one(args, workdir, original, retrained, dataset=None) -> dict:
     from jaxunlearn import cli
     mesh = cli._mesh(args)  # --devices: feature extraction split over the devices
     t = time.perf_counter()
-    out = evaluate.evaluate_model(run.net, run.state, ds, fc, head=run.info.get("head", "linear"),
+    out = evaluate.evaluate_model(run.net, run.state, ds, forget, head=run.info.get("head", "linear"),
                                   probe=args.probe, layerwise=args.layerwise,
                                   relearn=() if args.no_relearn else (10, 100), mesh=mesh, **refs)
     out["runtime_s"]["total"] = time.perf_counter() - t
     out["run"] = {"workdir": str(workdir), "method": run.info.get("method"), "mode": run.info.get("mode"),
-                  "forget_classes": fc, "seed": run.info.get("seed")}
+                  "forget_classes": list(forget.classes), "forget_set": record, "seed": run.info.get("seed")}
     out["_dataset"] = ds
     return out
+
+
+def _forget_record(ds, spec) -> dict:
+    from jaxunlearn import evaluators
+    return evaluators.forget_record(ds, spec)
+
+
+def _run_forget_set(args, run, workdir):
+    """``(ForgetSet, record)`` of ``--forget`` or of the run's stored forget set (run.json's
+    ``forget_spec``; older runs: their class list, or their ``forget`` text with their seed)."""
+    from jaxunlearn import data as data_lib, evaluators, multiseed, runs
+
+    ds = run.dataset
+    if args.forget is not None:
+        record = evaluators.forget_record(ds, data_lib.parse_forget(args.forget, ds.num_classes, seed=args.forget_seed))
+    elif run.info.get("forget_spec"):
+        record = run.info["forget_spec"]
+    elif run.info.get("forget_classes"):
+        record = {"kind": "classes", "classes": list(run.info["forget_classes"])}
+    elif (run.info.get("kind") == "unlearn" and run.info.get("forget")
+          and not multiseed.is_multiseed(pathlib.Path(workdir).parent)):
+        # a single sample-forgetting run from before run.json stored the forget set: drawn with its --seed
+        # (a seed of a multi-seed run was not: its run.json holds the model's seed)
+        record = evaluators.forget_record(ds, data_lib.parse_forget(str(run.info["forget"]), ds.num_classes,
+                                                                    seed=int(run.info.get("seed", 0))))
+    else:
+        raise runs.RunError(f"{workdir} is not an unlearning run with a stored forget set; pass --forget")
+    try:
+        return evaluators.forget_from_record(ds, record), record
+    except ValueError as e:
+        raise runs.RunError(f"{workdir}: {e}") from None
 
 
 def _pct(d):
     f = "n/a" if d.get("forget") is None else f"{100 * d['forget']:.1f}"
     return f"{100 * d['retain']:.1f} / {f}"
+
+
+def _pct_samples(d):
+    return " / ".join("n/a" if d.get(k) is None else f"{100 * d[k]:.1f}" for k in ("train_forget", "train_retain", "all"))
 
 
 def cmd_analyze(args) -> int:

@@ -45,7 +45,9 @@ MODEL = "model"
 #: readable names of metric columns (others are shown by their column name)
 METRIC_LABEL = {"mia_efficacy": "MIA-efficacy", "avg_gap": "Avg. gap", "cka_original": "CKA to original",
                 "cka_retrained": "CKA to retrained", "nc1": "NC1", "loss_attack_auc": "loss-attack AUC",
-                "loss_attack_accuracy": "loss-attack acc."}
+                "loss_attack_accuracy": "loss-attack acc.", "runtime_s": "run time (s)",
+                "nc2_etf_distance": "NC2 (ETF dist.)", "nc3_self_duality": "NC3 (self-duality)",
+                "misalignment": "misalignment"}
 #: metrics that are fractions and are shown as percentages
 PERCENT_METRICS = ("accuracy", "UA", "RA", "TA", "mia_efficacy", "loss_attack_accuracy", "avg_gap")
 
@@ -132,54 +134,22 @@ def _flatten_eval(ev: Mapping) -> dict:
             raise ValueError(f"long_records: metric {col!r} of ({head}, {split}) is given twice")
         row[col] = float(v)
 
+    from jaxunlearn import evaluators  # each family names its own columns
+
     for section, val in ev.items():
         if _is_number(val):
             put(MODEL, "all", section, val)
         elif not isinstance(val, Mapping):
             continue  # lists and strings have no place in a numeric column
-        elif section == "collapse":
-            for k, v in val.items():
-                if isinstance(v, Mapping) and k in ACCURACY_SPLITS:   # {"forget": {...}, "retain": {...}}
-                    for col, x in _leaves(v):
-                        put(MODEL, k, col, x)
-                elif isinstance(v, Mapping):     # another group of metrics: prefixed by its name
-                    for col, x in _leaves(v, f"{k}_"):
-                        put(MODEL, "all", col, x)
-                else:
-                    put(MODEL, "all", k, v)
-        elif section == "privacy":
-            for col, x in _leaves(val):
-                put(MODEL, "all", col, x)
-        elif section == "similarity":            # {"original": {"all", "retain", "forget"}}
-            for ref, d in val.items():
-                if isinstance(d, Mapping):
-                    for split, x in _leaves(d):
-                        put(MODEL, split, f"cka_{ref}", x)
+        elif (cols := evaluators.columns(section, val)) is not None:
+            for head, split, col, x in cols:
+                put(head, split, col, x)
         elif section == "runtime_s":
             for k, x in _leaves(val):
                 put(MODEL, "all", f"runtime_{k}_s", x)
-        elif section == "layerwise":             # {stage: {"retain", "forget", "all"}}
-            for stage, d in val.items():
-                if isinstance(d, Mapping):
-                    for split, x in _leaves(d):
-                        put(f"lp_{stage}", split, "accuracy", x)
-        elif section == "relearn":               # {k: {"steps": [...], "full": [...], "ncc": [...], "retain": [...]}}
-            for k, cv in val.items():
-                if not isinstance(cv, Mapping):
-                    continue
-                for head, split, key in (("full", "forget", "full"), ("ncc", "forget", "ncc"),
-                                         ("full", "retain", "retain")):
-                    if cv.get(key):
-                        put(head, split, f"relearn_k{k}_end", cv[key][-1])
         elif any(k in ACCURACY_SPLITS and _is_number(v) for k, v in val.items()):
-            for k, v in val.items():            # a head: split -> accuracy (+ UA / RA / TA for "full")
-                if k in ACCURACY_SPLITS:
-                    put(section, k, "accuracy", v)
-                elif _is_number(v):
-                    put(section, "all", k, v)
-                elif isinstance(v, Mapping):
-                    for col, x in _leaves(v, f"{k}_"):
-                        put(section, "all", col, x)
+            for head, split, col, x in evaluators.accuracy_columns(section, val):  # a head keyed by split names
+                put(head, split, col, x)
         else:                                    # anything else: model-level, prefixed by its section
             for col, x in _leaves(val, f"{section}_"):
                 put(MODEL, "all", col, x)
@@ -191,6 +161,9 @@ def long_records(eval_dict: Mapping, seed: int, forget_set, method: str, mode: s
 
     One record per ``(head, split)``: ``{"seed", "forget_set", "method", "mode", "head",
     "split", <metric>: float, ...}``.
+
+    A section named after a registered evaluator (:mod:`jaxunlearn.evaluators`) flattens as
+    that evaluator's ``columns`` say; the built-in ones give:
 
     * ``full`` / ``lp`` / ``ncc`` / ``knn`` (and any section keyed by split names):
       head = the section, split in ``retain, forget, all, train_retain, train_forget``, metric
@@ -416,6 +389,14 @@ def rows_over_seeds(records: Sequence[Mapping], methods: Sequence, columns: Sequ
 #: SalUn's columns: unlearning accuracy (1 - forget train accuracy), retain train accuracy,
 #: test (retain) accuracy, MIA-efficacy
 SALUN_COLUMNS = [("full", "all", "UA"), ("full", "all", "RA"), ("full", "all", "TA"), ("model", "all", "mia_efficacy")]
+#: SalUn's table: UA / RA / TA / MIA-efficacy, the unlearning run time and the average gap to Retrain
+SALUN_TABLE_COLUMNS = [*SALUN_COLUMNS, ("model", "all", "runtime_s"), ("model", "all", "avg_gap")]
+#: the geometry table: neural collapse of the train features and CKA of the test features to the
+#: original and the retrained model (on the forget classes' samples)
+GEOMETRY_COLUMNS = [("model", "all", "nc1"), ("model", "retain", "nc1"), ("model", "forget", "nc1"),
+                    ("model", "all", "nc2_etf_distance"), ("model", "all", "nc3_self_duality"),
+                    ("model", "all", "misalignment"), ("model", "forget", "cka_original"),
+                    ("model", "forget", "cka_retrained")]
 
 
 def with_gap(records: Sequence[Mapping], reference: tuple[str, str] = ("retrain", "full"),
@@ -583,13 +564,15 @@ def latex_tabular(header: Sequence[str], rows: Sequence[Sequence], align: str | 
             + "\n\\midrule\n" + "\n".join(line(r) for r in rows) + "\n\\bottomrule\n\\end{tabular}\n")
 
 
-def write_table(workdir, name: str, rows: Sequence[dict], title: str, extra: dict | None = None) -> str:
-    """Writes ``NAME.json``, ``NAME.md`` and ``NAME.tex`` into ``workdir``; returns the markdown."""
+def write_table(workdir, name: str, rows: Sequence[dict], title: str, extra: dict | None = None, *,
+                per_forget_set: bool = True) -> str:
+    """Writes ``NAME.json``, ``NAME.md`` and ``NAME.tex`` into ``workdir``; returns the markdown
+    (seed rows: pooled, then per forget set unless ``per_forget_set`` is False)."""
     workdir = pathlib.Path(workdir)
-    md = markdown_table(rows, title)
+    md = markdown_table(rows, title, per_forget_set=per_forget_set)
     write_json_atomic(workdir / f"{name}.json", {"title": title, "rows": rows, **(extra or {})})
     write_text_atomic(workdir / f"{name}.md", md)
-    write_text_atomic(workdir / f"{name}.tex", latex_table(rows, title + "."))
+    write_text_atomic(workdir / f"{name}.tex", latex_table(rows, title + ".", per_forget_set=per_forget_set))
     return md
 
 
