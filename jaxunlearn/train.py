@@ -48,7 +48,10 @@ class OptimConfig:
 
     ``optimizer``: ``"sgd"`` (momentum, Nesterov, coupled weight decay as in PyTorch) or
     ``"adam"``. Schedule: linear warm-up over ``warmup_steps`` then cosine from ``lr`` to
-    ``final_lr`` at ``total_steps`` (``"cosine"``), or a constant ``lr`` (``"constant"``).
+    ``final_lr`` at ``total_steps`` (``"cosine"``), a constant ``lr`` (``"constant"``), or
+    ``"step"``: ``lr * step_gamma ** (epoch // step_epochs)`` with ``epoch = step // (total_steps
+    // epochs)`` (PyTorch's ``StepLR(step_size=step_epochs, gamma=step_gamma)`` stepped once per
+    epoch; ``epochs`` is the run's epoch count, so ``total_steps // epochs`` is steps per epoch).
     ``clip_norm``: the total gradient is scaled to at most this global L2 norm first (as
     PyTorch's ``clip_grad_norm_`` before ``optimizer.step()``; the CMF authors' ``1.0``).
     """
@@ -62,6 +65,9 @@ class OptimConfig:
     total_steps: int = 1
     final_lr: float = 1e-5
     clip_norm: float | None = None  # clip the gradient's global L2 norm before decay and momentum
+    step_epochs: int = 3   # "step" schedule: epochs between two decays
+    step_gamma: float = 0.2  # "step" schedule: factor of each decay
+    epochs: int = 1        # "step" schedule: epochs in total_steps
 
 
 def make_gradient_transform(cfg: OptimConfig) -> optax.GradientTransformation:
@@ -86,8 +92,11 @@ def learning_rate(cfg: OptimConfig, base_lr: jax.Array, step: jax.Array, total_s
     total_steps = cfg.total_steps if total_steps is None else total_steps
     if cfg.schedule == "constant":
         return base_lr
+    if cfg.schedule == "step":
+        epoch = step // jnp.maximum(jnp.asarray(total_steps) // max(cfg.epochs, 1), 1)
+        return base_lr * jnp.float32(cfg.step_gamma) ** (epoch // max(cfg.step_epochs, 1)).astype(jnp.float32)
     if cfg.schedule != "cosine":
-        raise ValueError(f"unknown schedule {cfg.schedule!r}; choose cosine or constant")
+        raise ValueError(f"unknown schedule {cfg.schedule!r}; choose cosine, constant or step")
     step = step.astype(jnp.float32)
     warm = jnp.minimum(1.0, (step + 1) / max(cfg.warmup_steps, 1)) if cfg.warmup_steps else 1.0
     decay_steps = jnp.maximum(total_steps - cfg.warmup_steps, 1)

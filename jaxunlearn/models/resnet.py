@@ -4,6 +4,7 @@ from functools import partial
 from typing import Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 
@@ -43,12 +44,24 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
-    """CIFAR-stem ResNet. Features: ``stage1..4`` (pooled), ``features`` ``[B, 512 or 2048]``."""
+    """CIFAR-stem ResNet. Features: ``stage1..4`` (pooled), ``features`` ``[B, 512 or 2048]``.
+
+    ``log_softmax_features`` (default False) reproduces a quirk of the CMF authors' code
+    (ycgao1/CMF_Unlearning ``models/resnet.py:191, 225-226``): their ResNet ends in
+    ``log_softmax``, and for CMF they replace ``fc`` by the identity (``unlearn/cmf_weights.py:
+    117-120``), so the CMF head sees ``f - logsumexp(f)`` of the pooled feature ``f`` instead of
+    ``f``. With the flag on, ``features`` is that ``log_softmax(f)`` ``[B, D]``, so everything
+    that reads ``features`` (the CMF head and its class means, probes and collapse metrics)
+    sees it; the linear ``head`` still reads ``f`` (``stage4`` also stays ``f``), so the logits
+    and the parameters are unchanged and a checkpoint trained without the flag loads with it.
+    The paper's text (the CMF head on ``f``) is the default.
+    """
 
     num_classes: int
     stage_sizes: Sequence[int] = (2, 2, 2, 2)
     block: type = BasicBlock
     width: int = 64
+    log_softmax_features: bool = False
 
     @nn.compact
     def __call__(self, x, train: bool = False):
@@ -60,13 +73,17 @@ class ResNet(nn.Module):
                 strides = 2 if s > 0 and b == 0 else 1
                 x = self.block(self.width * 2 ** s, strides, name=f"stage{s + 1}_block{b + 1}")(x, train)
             feats[f"stage{s + 1}"] = jnp.mean(x, axis=(1, 2))
-        feats["features"] = feats[f"stage{len(self.stage_sizes)}"]
-        return nn.Dense(self.num_classes, name="head")(feats["features"]), feats
+        pooled = feats[f"stage{len(self.stage_sizes)}"]
+        feats["features"] = (pooled - jax.nn.logsumexp(pooled, axis=-1, keepdims=True)
+                             if self.log_softmax_features else pooled)
+        return nn.Dense(self.num_classes, name="head")(pooled), feats
 
 
-def resnet18(num_classes: int) -> ResNet:
-    return ResNet(num_classes, (2, 2, 2, 2), BasicBlock)
+def resnet18(num_classes: int, log_softmax_features: bool = False) -> ResNet:
+    """ResNet-18 (basic blocks 2-2-2-2); ``log_softmax_features``: the authors' quirk (see ResNet)."""
+    return ResNet(num_classes, (2, 2, 2, 2), BasicBlock, log_softmax_features=log_softmax_features)
 
 
-def resnet50(num_classes: int) -> ResNet:
-    return ResNet(num_classes, (3, 4, 6, 3), Bottleneck)
+def resnet50(num_classes: int, log_softmax_features: bool = False) -> ResNet:
+    """ResNet-50 (bottlenecks 3-4-6-3, 2048-d features); ``log_softmax_features`` as for ResNet."""
+    return ResNet(num_classes, (3, 4, 6, 3), Bottleneck, log_softmax_features=log_softmax_features)

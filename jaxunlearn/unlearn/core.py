@@ -138,6 +138,8 @@ class Settings:
     mode: str = "full"
     nesterov: bool = True  # Nesterov momentum (SCRUB's authors use plain heavy-ball momentum)
     clip_norm: float | None = None  # clip the total gradient to this global L2 norm before the step
+    step_epochs: int = 3   # schedule "step": the rate is multiplied by step_gamma every step_epochs epochs
+    step_gamma: float = 0.2  # of a phase (SalUn + CMF: StepLR(3, 0.2))
     augment_pad: int = 0   # random-crop padding of every stream's images during unlearning (CIFAR: 4)
     augment_flip: bool = False  # random horizontal flips during unlearning (the authors' loaders)
     options: tuple = ()  # method-specific static options as (name, value) pairs
@@ -331,7 +333,8 @@ def _run(method: Method, net: Net, settings: Settings, key, state: TrainState, p
         max_spe = train.steps_per_epoch(int(primary.index.shape[0]), phase.batch_sizes[phase.primary])
         cfg = train.OptimConfig(phase.optimizer or settings.optimizer, settings.momentum, settings.nesterov,
                                 settings.weight_decay, settings.schedule, 0, max_spe * phase.epochs,
-                                clip_norm=settings.clip_norm)
+                                clip_norm=settings.clip_norm, step_epochs=settings.step_epochs,
+                                step_gamma=settings.step_gamma, epochs=phase.epochs)
         loss = with_cmf(phase.loss) if settings.mode == "cmf" else phase.loss
         step = train.make_step(run_net, loss, cfg, bn_train=settings.mode != "classifier_only",
                                augment=train.AugmentConfig(settings.augment_pad, settings.augment_flip))

@@ -123,7 +123,9 @@ OPTIMIZER = Choice("optimizer", None, ("sgd", "adam"), "sgd (momentum) or adam")
 MOMENTUM = Float("momentum", None, "SGD momentum", 0.0, 1.0, high_open=True)
 NESTEROV = Spec("nesterov", "bool", "Nesterov momentum (false: heavy ball)")
 WEIGHT_DECAY = Float("weight_decay", None, "coupled weight decay", 0.0)
-SCHEDULE = Choice("schedule", None, ("constant", "cosine"), "learning-rate schedule over each phase")
+SCHEDULE = Choice("schedule", None, ("constant", "cosine", "step"), "learning-rate schedule over each phase")
+STEP_EPOCHS = Int("step_epochs", None, "schedule step: epochs between two decays of the rate", 1)
+STEP_GAMMA = Float("step_gamma", None, "schedule step: factor of each decay", 0.0, low_open=True)
 CLIP_NORM = Float("clip_norm", None, "clip the total gradient to this global L2 norm (default: no clip)", 0.0,
                   low_open=True)
 AUGMENT_PAD = Int("augment_pad", None, "random-crop padding (pixels) of the images during unlearning", 0)
@@ -138,8 +140,8 @@ def _settings_fields() -> tuple:
 
 SETTINGS_FIELDS = _settings_fields()  # mode is set by the head-mode flags, not declared
 _OPTIONAL_FIELDS = ("clip_norm",)  # Settings fields whose None means "off"
-_FIELD_SPECS = (EPOCHS, BATCH_SIZE, OPTIMIZER, MOMENTUM, NESTEROV, WEIGHT_DECAY, SCHEDULE, CLIP_NORM, AUGMENT_PAD,
-                AUGMENT_FLIP)
+_FIELD_SPECS = (EPOCHS, BATCH_SIZE, OPTIMIZER, MOMENTUM, NESTEROV, WEIGHT_DECAY, SCHEDULE, STEP_EPOCHS, STEP_GAMMA,
+                CLIP_NORM, AUGMENT_PAD, AUGMENT_FLIP)
 TRAINING = tuple(s for s in _FIELD_SPECS if s.name in SETTINGS_FIELDS) + (CMF_TEMPERATURE,)
 
 

@@ -6,16 +6,17 @@ method name (every head mode) or ``"method-mode"`` (e.g. ``"random_label-cmf"``,
 only; CMF logits are cosines, so CMF variants need larger rates) and both overrides are plain
 ``{name: value}`` dicts:
 
-* ``cifar10`` / ``cifar100``: the paper's hyper-parameters as the authors' scripts run them,
-  taken from :mod:`jaxunlearn.unlearn.configs` (``CIFAR10``, ``CIFAR10_CMF``,
-  ``CIFAR10_CLASSIFIER_ONLY``, ``CIFAR100``, ``CIFAR100_CMF``; ``docs/parity.md`` gives each
+* ``cifar10`` / ``cifar100`` / ``tiny_imagenet``: the paper's hyper-parameters as the authors'
+  scripts run them, taken from :mod:`jaxunlearn.unlearn.configs` (``CIFAR10``, ``CIFAR10_CMF``,
+  ``CIFAR10_CLASSIFIER_ONLY``, ``CIFAR100``, ``CIFAR100_CMF``, ``TINY_IMAGENET``,
+  ``TINY_IMAGENET_CMF``, ``TINY_IMAGENET_CLASSIFIER_ONLY``; ``docs/parity.md`` gives each
   number's source), plus CMF fine-tuning (1 epoch, lr 3e-4, weight decay 1e-4). Methods the
   paper does not tune (GA, l1-sparse, SSD, Boundary, classifier edit) keep their defaults.
 * ``fashion_mnist``: the settings the Fashion-MNIST study uses (``experiments/configs.py``,
   measured on its small CNN), plus SSD's ``alpha = 200`` measured there (see :mod:`.ssd`).
 * ``digits``: the method defaults (an empty table), with the CMF rates of the digits study.
 
-Datasets without a table (``mnist``, ``tiny_imagenet``) use the defaults, recorded as
+Datasets without a table (``mnist``) use the defaults, recorded as
 ``"defaults"``. Explicit overrides (``--lr``, ``--epochs``, ``--set``) win over a preset.
 """
 
@@ -48,6 +49,8 @@ _CMF_FINETUNE = {"cmf_finetune": ({"lr": 3e-4}, {"epochs": 1, "batch_size": 128,
 CIFAR10 = {**_overrides(configs.CIFAR10), **_overrides(configs.CIFAR10_CMF, "cmf"),
            **_overrides(configs.CIFAR10_CLASSIFIER_ONLY, "classifier_only"), **_CMF_FINETUNE}
 CIFAR100 = {**_overrides(configs.CIFAR100), **_overrides(configs.CIFAR100_CMF, "cmf"), **_CMF_FINETUNE}
+TINY_IMAGENET = {**_overrides(configs.TINY_IMAGENET), **_overrides(configs.TINY_IMAGENET_CMF, "cmf"),
+                 **_overrides(configs.TINY_IMAGENET_CLASSIFIER_ONLY, "classifier_only"), **_CMF_FINETUNE}
 
 FASHION_MNIST = {
     # the method's digits defaults (lr 0.1, 10 epochs, weight decay 5e-3) are for the digits MLP
@@ -70,7 +73,8 @@ DIGITS = {
     "scrub-cmf": ({"lr": 0.2}, {"epochs": 3}),
 }
 
-PRESETS = {"digits": DIGITS, "fashion_mnist": FASHION_MNIST, "cifar10": CIFAR10, "cifar100": CIFAR100}
+PRESETS = {"digits": DIGITS, "fashion_mnist": FASHION_MNIST, "cifar10": CIFAR10, "cifar100": CIFAR100,
+           "tiny_imagenet": TINY_IMAGENET}
 DEFAULTS = "defaults"
 
 
