@@ -324,9 +324,16 @@ class Study:
                 out += recs
         return out
 
-    def rows(self, entries: Sequence[MethodRun], columns=report.COLUMNS) -> list[dict]:
-        """Table rows over seeds (mean ± std, 95 % CI; pooled and per forget set) of ``entries``."""
+    def rows(self, entries: Sequence[MethodRun], columns=report.COLUMNS, *, gap: bool = False) -> list[dict]:
+        """Table rows over seeds (mean ± std, 95 % CI; pooled and per forget set) of ``entries``.
+
+        ``gap``: add SalUn's average gap to Retrain (``("model", "all", "avg_gap")``, on the
+        same seed and forget set) to the records first.
+        """
         recs = [r for e in entries for r in self.method_records(e)]
+        if gap:
+            has_ref = any((r["method"], r["mode"]) == ("retrain", "full") for r in recs)
+            recs = report.with_gap(recs if has_ref else recs + self.method_records(MethodRun("retrain")))
         specs = []
         for e in entries:
             _, _, method, mode = self._models_of(e)

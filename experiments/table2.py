@@ -13,4 +13,4 @@ def run(study) -> str:
             entries.append(MethodRun(r.method, "full", r.hparams, r.settings))
         entries.append(r)
     return finish(study, "table2", study.rows(entries), f"Table 2 ({c.dataset}, {c.model}): classifier-only unlearning",
-                  f"{c.dataset}: classifier-only vs full-model unlearning")
+                  f"{c.dataset}: classifier-only vs full-model unlearning", entries)

@@ -8,4 +8,4 @@ def run(study) -> str:
     c = study.config
     entries = [MethodRun("cmf_original", "cmf", label="CMF model"), *c.table3]
     return finish(study, "table3", study.rows(entries), f"Table 3 ({c.dataset}, {c.model}): CMF unlearning",
-                  f"{c.dataset}: CMF unlearning, forget-class accuracy per head")
+                  f"{c.dataset}: CMF unlearning, forget-class accuracy per head", entries)

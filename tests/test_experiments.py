@@ -68,6 +68,33 @@ def test_long_csv_has_every_seed_forget_set_and_model_and_tables_recompute_from_
     assert strategies["classifier_edit-full-f3"]["strategy"] == "loop"  # host-side by declaration
 
 
+def test_salun_table_gap_and_geometry_table_recompute_from_evaluations(study_dir):
+    """SalUn's table: UA / RA / TA / MIA from each evaluation, the average gap = the mean of the
+    four |value - Retrain's value| on the same seed (0 for Retrain), run time from the run."""
+    table = json.loads((study_dir / "table1" / "table1_salun.json").read_text())
+    rows = {r["name"]: r for r in table["rows"]}
+    ev = lambda name, s: json.loads((study_dir / "evals" / f"{name}-f3-s{s}.json").read_text())
+    gaps = []
+    for s in TINY.seeds:
+        a, b = ev("random_label-full", s), ev("retrain", s)
+        va = [a["full"]["UA"], a["full"]["RA"], a["full"]["TA"], a["privacy"]["mia_efficacy"]]
+        vb = [b["full"]["UA"], b["full"]["RA"], b["full"]["TA"], b["privacy"]["mia_efficacy"]]
+        gaps.append(np.mean(np.abs(np.subtract(va, vb))))
+    rl = rows["random_label"]["cells"]
+    assert rl["model_all_avg_gap"]["mean"] == pytest.approx(np.mean(gaps))
+    assert rl["full_all_UA"]["mean"] == pytest.approx(np.mean([ev("random_label-full", s)["full"]["UA"]
+                                                               for s in TINY.seeds]))
+    assert rows["Retrain"]["cells"]["model_all_avg_gap"]["mean"] == pytest.approx(0.0)
+    assert rl["model_all_runtime_s"]["mean"] > 0
+    md = (study_dir / "table1" / "table1_salun.md").read_text()
+    assert "Avg. gap" in md and "MIA-efficacy" in md and "run time (s)" in md
+    geo = json.loads((study_dir / "table3" / "table3_geometry.json").read_text())
+    row = next(r for r in geo["rows"] if r["method"] == "random_label")
+    nc1 = [ev("random_label-cmf", s)["collapse"]["nc1"] for s in TINY.seeds]
+    assert row["cells"]["model_all_nc1"]["mean"] == pytest.approx(np.mean(nc1))
+    assert (study_dir / "table1" / "table1_salun.tex").is_file()
+
+
 def test_theory_simulation_is_exact(study_dir):
     t = json.loads((study_dir / "theory" / "theory.json").read_text())
     exact = t["simulation"][0]
