@@ -210,3 +210,33 @@ def test_log_softmax_features_option():
 def get_model_default_is_off() -> bool:
     from jaxunlearn.models import get_model
     return not get_model("resnet18", 10).log_softmax_features and not get_model("resnet50", 10).log_softmax_features
+
+
+def test_classifier_only_tables_of_cifar100_and_tiny():
+    """Table 2 rates reach the study through the presets (the classifier-only script's rates)."""
+    for dataset, rates in (("cifar100", {"random_label": 3e-3, "salun": 3e-3, "neggrad_plus": 5e-5, "scrub": 1e-3,
+                                         "unsir": 3e-5}),
+                           ("tiny_imagenet", {"random_label": 5e-4, "salun": 5e-4, "neggrad_plus": 5e-4,
+                                              "scrub": 5e-3, "unsir": 2e-5})):
+        for name, lr in rates.items():
+            hp, s, _ = presets.resolve(get_method(name), dataset, "classifier_only")
+            assert hp["lr"] == lr and s.mode == "classifier_only", (dataset, name)
+
+
+# ----------------------------------------------------------------------------- probe comparison (item 1)
+
+def test_probe_compare_on_separable_features(tmp_path):
+    from experiments import probe_compare
+    rng = np.random.default_rng(0)
+    centres = 20.0 * np.eye(3, 8)
+    y = np.repeat(np.arange(3), 60)
+    x = (centres[y] + rng.normal(size=(180, 8))).astype(np.float32)
+    res = probe_compare.compare_probes(x, y, x, y, [2], 3, ("fast", "paper-cifar10"))
+    for probe in ("fast", "paper-cifar10"):
+        assert res[probe]["retain"] == 100.0 and res[probe]["forget"] == 100.0
+    rows = [{"model": "m", "seed": 0, "forget": [2], **res}]
+    text = probe_compare.table(rows, ("fast", "paper-cifar10"))
+    assert "| m | 0 | 2 | 100.0 | 100.0 | 0.0 | 100.0 | 100.0 | 0.0 |" in text
+    out = tmp_path / "t.md"
+    out.write_text("keep")
+    assert probe_compare.main(["--digits", "--out", str(out)]) == 2 and out.read_text() == "keep"

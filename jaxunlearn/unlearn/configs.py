@@ -15,8 +15,9 @@ disagree.
   single-class run scripts (1e-4 / 2e-4).
 * :data:`CIFAR10_CLASSIFIER_ONLY`: Table 2 (``mode="classifier_only"``), the rates of
   ``script/run/run_resnet_unlearning.sh`` (which runs with ``--zero_last_layer``).
-* :data:`CIFAR100` / :data:`CIFAR100_CMF`: CIFAR-100's rates (the paper's table; SVD with 990
-  samples, alpha 1000 / 30 as the script).
+* :data:`CIFAR100` / :data:`CIFAR100_CMF` / :data:`CIFAR100_CLASSIFIER_ONLY`: CIFAR-100's rates
+  (the paper's table; SVD with 990 samples, alpha 1000 / 30 as the script; Table 2 the
+  classifier-only script's single-class rates).
 * :data:`TINY_IMAGENET` / :data:`TINY_IMAGENET_CMF` / :data:`TINY_IMAGENET_CLASSIFIER_ONLY`:
   Tiny-ImageNet with ResNet-50, the rates of the authors' scripts (their only Tiny source; the
   plain methods' rates come from ``run_resnet_unlearning.sh``, which runs classifier-only, so
@@ -111,6 +112,19 @@ CIFAR100_CMF = {
     "unsir": ({**CIFAR100["unsir"][0], "lr": 5e-5}, _ADAM.replace(mode="cmf")),
 }
 
+# Table 2 on CIFAR-100: run_resnet_unlearning.sh (--zero_last_layer) single-class rates, RL :107, SalUn
+# :115, NegGrad+ :123 (multi-class sets :124, 1e-4), UNSIR :151 (impair 2e-4, :257-262), SCRUB :159
+# (multi-class sets :160, 3e-4)
+CIFAR100_CLASSIFIER_ONLY = {
+    "random_label": ({"lr": 3e-3}, _SGD.replace(mode="classifier_only")),
+    "salun": ({"lr": 3e-3}, _SGD.replace(mode="classifier_only", threshold=0.5)),
+    "neggrad_plus": ({"lr": 5e-5, "forget_weight": 1.0, "clip": 1.0}, _SGD.replace(mode="classifier_only")),
+    "scrub": ({"lr": 1e-3, **_SCRUB},
+              _plain_momentum(_SGD.replace(batch_size=64, mode="classifier_only", msteps=2))),
+    "unsir": ({"lr": 3e-5, "impair_lr": 2e-4, "noise_lr": 0.1, "noise_reg": 0.1},
+              _ADAM.replace(mode="classifier_only")),
+}
+
 # Tiny-ImageNet / ResNet-50 (script/run/run_resnet_unlearning.sh :100-162, :241-262;
 # run_resnet_18_CMF_unlearning.sh :91-136, :195-200). Its loader crops with padding 4 and flips.
 TINY_IMAGENET = {
@@ -183,6 +197,7 @@ TINY_IMAGENET_FORGET_SETS = ((2,), (3,), (5,), (7,), (9,)) + tuple(tuple(range(2
 
 CONFIGS = {"cifar10": CIFAR10, "cifar10_cmf": CIFAR10_CMF, "cifar10_cmf_single_class": CIFAR10_CMF_SINGLE_CLASS,
            "cifar10_classifier_only": CIFAR10_CLASSIFIER_ONLY, "cifar100": CIFAR100, "cifar100_cmf": CIFAR100_CMF,
+           "cifar100_classifier_only": CIFAR100_CLASSIFIER_ONLY,
            "tiny_imagenet": TINY_IMAGENET, "tiny_imagenet_cmf": TINY_IMAGENET_CMF,
            "tiny_imagenet_classifier_only": TINY_IMAGENET_CLASSIFIER_ONLY}
 
