@@ -61,6 +61,8 @@ def register(sub, add_common) -> None:
                    help="evaluate these seeds of a multi-seed workdir (e.g. 0-4, or all) and report mean, std and "
                         "95 %% CI over them, plus a long-format CSV beside --json (default: a single run)")
     p.add_argument("--no-relearn", action="store_true", help="skip the relearning attack")
+    p.add_argument("--relearn-samples", default="10,100", metavar="K[,K...]",
+                   help="forgotten samples in each relearning attack (default: 10,100)")
     p.add_argument("--data-dir", default=None, help="where the dataset lives (default: the run's)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     p.add_argument("--devices", type=int, default=None,
@@ -260,12 +262,23 @@ def _evaluate_one(args, workdir, original, retrained, dataset=None) -> dict:
     t = time.perf_counter()
     out = evaluate.evaluate_model(run.net, run.state, ds, forget, head=run.info.get("head", "linear"),
                                   probe=args.probe, layerwise=args.layerwise,
-                                  relearn=() if args.no_relearn else (10, 100), mesh=mesh, **refs)
+                                  relearn=() if args.no_relearn else _relearn_samples(args.relearn_samples),
+                                  mesh=mesh, **refs)
     out["runtime_s"]["total"] = time.perf_counter() - t
     out["run"] = {"workdir": str(workdir), "method": run.info.get("method"), "mode": run.info.get("mode"),
                   "forget_classes": list(forget.classes), "forget_set": record, "seed": run.info.get("seed")}
     out["_dataset"] = ds
     return out
+
+
+def _relearn_samples(text) -> tuple:
+    try:
+        ks = tuple(int(p) for p in str(text).split(","))
+    except ValueError:
+        ks = ()
+    if not ks or min(ks) < 1:
+        raise ValueError(f"--relearn-samples takes positive counts like 10 or 10,100, got {text!r}")
+    return ks
 
 
 def _forget_record(ds, spec) -> dict:

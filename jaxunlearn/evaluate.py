@@ -139,7 +139,8 @@ def evaluate_model(net: Net, state: TrainState, ds: Dataset, forget, *, head: st
                    original: tuple | None = None, retrained: tuple | None = None, probe: str = "fast",
                    knn: bool = True, collapse_metrics: bool = True, privacy_attacks: bool = True,
                    layerwise: bool = False, relearn: tuple = (10, 100), relearn_steps: int = 30,
-                   mesh=None, mia_max_samples: int | None = None, evaluators_config: dict | None = None) -> dict:
+                   mesh=None, mia_max_samples: int | None = None, evaluators_config: dict | None = None,
+                   features: Features | None = None) -> dict:
     """Every metric of one (unlearned) model: extract features, then run the evaluator registry.
 
     Args:
@@ -147,7 +148,8 @@ def evaluate_model(net: Net, state: TrainState, ds: Dataset, forget, *, head: st
       ds: its dataset; ``forget``: the forget set: class ids, a :class:`jaxunlearn.data.ForgetSpec`
         or a :class:`ForgetSet` (masks; sample forgetting reports the forgotten training samples
         as ``train_forget`` of every head).
-      original, retrained: optional ``(net, state, head)`` for representation similarity.
+      original, retrained: optional ``(net, state, head)`` for representation similarity, or
+        their :class:`Features` already extracted (a study extracts each reference once).
       probe: ``"fast"`` (full-batch L-BFGS), ``"sgd"`` (the paper's protocol) or ``"paper-*"``.
       knn, collapse_metrics, privacy_attacks, layerwise: select those families.
       relearn: sample counts of the relearning attack (empty: skip); relearn_steps: its steps.
@@ -155,6 +157,7 @@ def evaluate_model(net: Net, state: TrainState, ds: Dataset, forget, *, head: st
       mia_max_samples: cap of the MIA-efficacy SVC's training set (None: SalUn's protocol).
       evaluators_config: ``{name: config}`` selecting the families and their configs directly
         (the flags above are then ignored, except ``probe`` / ``relearn`` defaults they set).
+      features: this model's :func:`extract` output, if already computed (then not re-extracted).
 
     Returns:
       ``{name: section}`` for each family run (``"full", "lp", "ncc", "knn", "collapse",
@@ -163,7 +166,7 @@ def evaluate_model(net: Net, state: TrainState, ds: Dataset, forget, *, head: st
     """
     runtime = {}
     t = time.perf_counter()
-    f = extract(net, state, ds, head, mesh=mesh)
+    f = features if features is not None else extract(net, state, ds, head, mesh=mesh)
     runtime["features"] = time.perf_counter() - t
     fs = as_forget_set(forget, ds.train_labels, ds.test_labels, ds)
     sel = evaluators_config if evaluators_config is not None else selection(
@@ -172,7 +175,9 @@ def evaluate_model(net: Net, state: TrainState, ds: Dataset, forget, *, head: st
     refs = {}
     if "similarity" in sel:
         for name, ref in (("original", original), ("retrained", retrained)):
-            if ref is not None:
+            if isinstance(ref, Features):
+                refs[name] = ref
+            elif ref is not None:
                 refs[name] = extract(ref[0], ref[1], ds, ref[2], mesh=mesh)
     inputs = Inputs(f, ds.train_labels, ds.test_labels, ds.num_classes, refs, ModelRef(net, state, head, ds))
     out, timings = evaluators.run(inputs, fs, sel)

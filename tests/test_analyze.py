@@ -116,6 +116,29 @@ def test_analyze_features_report(tmp_path):
     assert json.loads((tmp_path / "report.json").read_text())["ncc"] == out["ncc"]
 
 
+def test_analyze_forget_indices(tmp_path):
+    """Sample forgetting from an .npz: heads fitted on the other training rows and scored on the
+    forgotten ones (NCC against sklearn's NearestCentroid on exactly those rows)."""
+    from sklearn.neighbors import NearestCentroid
+    a = _arrays(forget=None)
+    idx = np.array([7, 3, 100, 3, 201, 55])
+    a["forget_indices"] = idx
+    loaded = analyze.load_features_npz(_save(tmp_path, a))
+    assert loaded["forget_indices"].tolist() == [3, 7, 55, 100, 201] and loaded["forget_classes"] is None
+    out = analyze.analyze_features(loaded, knn=False)
+    keep = np.setdiff1d(np.arange(len(a["train_labels"])), idx)
+    ref = NearestCentroid().fit(a["train_features"][keep].astype(np.float64), a["train_labels"][keep])
+    fi = np.unique(idx)
+    want = np.mean(ref.predict(a["train_features"][fi].astype(np.float64)) == a["train_labels"][fi])
+    assert out["ncc"]["train_forget"] == pytest.approx(want)
+    assert out["ncc"]["forget"] is None and out["num_forget_samples"] == 5
+    assert set(out["lp"]) == {"retain", "forget", "all", "train_retain", "train_forget"}
+    with pytest.raises(ValueError, match="not both"):
+        analyze.validate_features({**a, "forget_classes": np.array([1])})
+    with pytest.raises(ValueError, match="forget_indices go up to 240"):
+        analyze.validate_features({**a, "forget_indices": np.array([240])})
+
+
 def test_write_json_atomic(tmp_path):
     path = tmp_path / "out.json"
     path.write_text("old")

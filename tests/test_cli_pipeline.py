@@ -51,6 +51,9 @@ def test_evaluate_writes_every_section(pipeline):
         # with retain samples in the set the attack does not collapse the model onto the class
         assert curve["retain"][-1] > 0.8
     assert "nc1" in r["collapse"] and "misalignment" in r["collapse"]
+    # the forget set is data: stored by unlearn, read back by evaluate
+    assert json.loads((pipeline / "rl" / "run.json").read_text())["forget_spec"] == {"kind": "classes", "classes": [3]}
+    assert r["run"]["forget_set"] == {"kind": "classes", "classes": [3]} and r["run"]["forget_classes"] == [3]
     # refuses to overwrite the JSON
     assert cli.main(["evaluate", str(pipeline / "rl"), "--json", str(out)]) == 2
 
