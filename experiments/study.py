@@ -72,6 +72,7 @@ class Study:
         self.seeds = tuple(int(x) for x in config.seeds)
         self._models: dict = {}
         self._evals: dict = {}
+        self._features: dict = {}   # (model name, seed) -> Features of models read by several evaluations
         self.records: dict = {}     # (seed, forget set, method, mode, head, split) -> long record
         self.strategies: dict = {}  # model name -> how its seeds ran
         (self.workdir / "models").mkdir(parents=True, exist_ok=True)
@@ -283,12 +284,29 @@ class Study:
             kw = {"relearn": (), "probe": self.config.probe, "privacy_attacks": True,
                   "mia_max_samples": self.config.mia_max_samples, **kw}
             t = time.perf_counter()
-            out = evaluate.evaluate_model(net, state, self.ds, fc, head=head, **kw)
+            own = f"retrain-{self.tag(i)}" if name == "retrain" else name
+            feats = self.features(own, seed, model, shared=name in ("original", "cmf_original", "retrain"))
+            refs = {"original": self.features("original", seed, self.original(seed), shared=True),
+                    "retrained": self.features(f"retrain-{self.tag(i)}", seed, self.retrained(i, seed), shared=True)}
+            out = evaluate.evaluate_model(net, state, self.ds, fc, head=head, features=feats, **refs, **kw)
             runs.write_json_atomic(path, out)
             self.log(f"evaluated {key} in {time.perf_counter() - t:.0f} s: full {_pct(out['full'])}, "
                      f"LP {_pct(out['lp'])}, NCC {_pct(out['ncc'])} (retain / forget %)")
         self._evals[key] = out
         return out
+
+    def features(self, name: str, seed: int, model, shared: bool = False) -> evaluate.Features:
+        """:func:`jaxunlearn.evaluate.extract` of a model, once: the features of models that
+        several evaluations read (an original, evaluated on every forget set and the reference
+        of every CKA; a retrained model, the reference of its forget set) stay in memory."""
+        key = (name, seed)
+        if key in self._features:
+            return self._features[key]
+        net, state, head, _ = model
+        f = evaluate.extract(net, state, self.ds, head)
+        if shared:
+            self._features[key] = f
+        return f
 
     def _models_of(self, run: MethodRun):
         """``(eval name, model getter(i, seed), method, mode)`` of a table entry."""

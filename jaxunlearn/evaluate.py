@@ -27,7 +27,6 @@ from jaxunlearn import cmf, evaluators, train
 from jaxunlearn.data import Dataset
 from jaxunlearn.evaluators import Features, ForgetSet, Inputs, ModelRef, as_forget_set  # noqa: F401 (re-exported)
 from jaxunlearn.evaluators.relearning import relearn_curve as _relearn_curve
-from jaxunlearn.models import HEAD
 from jaxunlearn.state import Net, TrainState
 
 
@@ -58,7 +57,7 @@ def extract(net: Net, state: TrainState, ds: Dataset, head: str = "linear", batc
         te_feats = {**te_feats, "features": cmf.cmf_features(h, te_feats["features"])}
         weights, bias = np.asarray(h.weights), None
     elif head == "linear":
-        weights, bias = np.asarray(state.params[HEAD]["kernel"]).T, np.asarray(state.params[HEAD]["bias"])
+        weights, bias = net.head_weights(state.params)  # the bias may be absent (None)
     else:
         raise ValueError(f"unknown head {head!r}; choose linear or cmf")
     host = lambda t: jax.tree.map(np.asarray, t)

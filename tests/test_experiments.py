@@ -92,6 +92,12 @@ def test_salun_table_gap_and_geometry_table_recompute_from_evaluations(study_dir
     row = next(r for r in geo["rows"] if r["method"] == "random_label")
     nc1 = [ev("random_label-cmf", s)["collapse"]["nc1"] for s in TINY.seeds]
     assert row["cells"]["model_all_nc1"]["mean"] == pytest.approx(np.mean(nc1))
+    cka = [ev("random_label-cmf", s)["similarity"]["original"]["forget"] for s in TINY.seeds]
+    assert row["cells"]["model_forget_cka_original"]["mean"] == pytest.approx(np.mean(cka))
+    # the references are the same seed's models: Retrain against itself has CKA 1
+    assert all(ev("retrain", s)["similarity"]["retrained"]["forget"] == pytest.approx(1.0, abs=1e-5)
+               for s in TINY.seeds)
+    assert all(ev("original", s)["similarity"]["original"]["all"] == pytest.approx(1.0, abs=1e-5) for s in TINY.seeds)
     assert (study_dir / "table1" / "table1_salun.tex").is_file()
 
 
