@@ -347,8 +347,14 @@ def forget_split(ds: Dataset, spec: ForgetSpec) -> ForgetSplit:
 
 # ----------------------------------------------------------------------------- in-jit ops
 
-def normalize(images: jax.Array, mean: Sequence[float], std: Sequence[float]) -> jax.Array:
-    """uint8 ``[B, H, W, C]`` -> float32 normalised ``[B, H, W, C]``."""
+def normalize(images: jax.Array, mean: Sequence[float] | None, std: Sequence[float] | None) -> jax.Array:
+    """uint8 ``[B, H, W, C]`` -> float32 normalised ``[B, H, W, C]``.
+
+    ``mean`` and ``std`` None: no normalisation, the inputs cast to float32 (float data that
+    is already what the model reads).
+    """
+    if mean is None and std is None:
+        return images.astype(jnp.float32)
     x = images.astype(jnp.float32) / 255.0
     return (x - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
 

@@ -171,7 +171,8 @@ def make_step(net: Net, loss_fn: Callable, cfg: OptimConfig, *, bn_train: bool =
       ``cfg.total_steps``; the loss also sees ``hparams["progress"]`` = step / total_steps. If
       ``aux`` holds ``"update_mask"`` (a params-shaped pytree of
       bools), parameters where it is False keep their exact bits: the mask applies to the final
-      update, after weight decay and momentum.
+      update, after weight decay and momentum. The loss receives ``net.with_rng(k)`` with a
+      per-step key ``k``, so modules with dropout get their ``"dropout"`` rng.
     """
     transform = make_gradient_transform(cfg)
 
@@ -185,8 +186,11 @@ def make_step(net: Net, loss_fn: Callable, cfg: OptimConfig, *, bn_train: bool =
         total = hparams.get("total_steps", cfg.total_steps)
         hp = {**hparams, "progress": state.step.astype(jnp.float32) / jnp.maximum(total, 1)}
 
+        # a module with nn.Dropout reads its "dropout" rng from the net (a key apart from the loss's)
+        step_net = net.with_rng(jax.random.fold_in(key, 0x0D0))
+
         def objective(params):
-            return loss_fn(net, params, state.batch_stats, batch, k_loss, hp, aux)
+            return loss_fn(step_net, params, state.batch_stats, batch, k_loss, hp, aux)
 
         (loss, (new_bs, metrics)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
         directions, opt_state = transform.update(grads, state.opt_state, state.params)

@@ -47,7 +47,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxunlearn import train
-from jaxunlearn.models import HEAD
 from jaxunlearn.unlearn import options as opt
 from jaxunlearn.unlearn.core import Method, Settings, forget_classes
 
@@ -117,13 +116,13 @@ def apply(key, net, state, problem, hparams, settings):
     variant = settings.option("variant", "paper")
     if variant not in VARIANTS:
         raise ValueError(f"unknown classifier_edit variant {variant!r}; choose one of {', '.join(VARIANTS)}")
-    if variant == "centred" and "bias" not in state.params[HEAD]:
+    if variant == "centred" and "bias" not in net.head_params(state.params):
         raise ValueError("classifier_edit variant 'centred' needs a head with a bias; use variant=paper")
     predict = train.make_predict(net, settings.option("batch", 1000))
     _, feats = predict(state.params, state.batch_stats, problem.data["images"])
-    head = edit_head(state.params[HEAD], feats["features"], problem.data["labels"], classes, problem.num_classes,
+    head = edit_head(net.head_params(state.params), feats["features"], problem.data["labels"], classes, problem.num_classes,
                      hparams["gamma"], variant=variant)
-    return state._replace(params={**state.params, HEAD: head})
+    return state._replace(params=net.replace_head(state.params, head))
 
 
 METHOD = Method(

@@ -229,13 +229,18 @@ def default_streams(problem: Problem, settings: Settings) -> dict:
 
 # ----------------------------------------------------------------------------- head modes
 
-def head_mask(params, trainable_head: bool):
-    """Params-shaped bools: True where the parameter may move (the head, or all but the head)."""
-    return {k: jax.tree.map(lambda _: (k == HEAD) == trainable_head, v) for k, v in params.items()}
+def head_mask(params, trainable_head: bool, net: Net | None = None):
+    """Params-shaped bools: True where the parameter may move (the head, or all but the head).
+
+    The head is at ``net.head_path`` (default ``params["head"]``).
+    """
+    return (net or Net(None, None, None, head_path=(HEAD,))).head_mask(params, trainable_head)
 
 
-def zero_head(params):
-    return {**params, HEAD: jax.tree.map(jnp.zeros_like, params[HEAD])}
+def zero_head(params, net: Net | None = None):
+    """``params`` with the head (at ``net.head_path``, default ``"head"``) set to zeros."""
+    net = net or Net(None, None, None, head_path=(HEAD,))
+    return net.replace_head(params, jax.tree.map(jnp.zeros_like, net.head_params(params)))
 
 
 def with_cmf(loss_fn: Callable) -> Callable:
@@ -303,12 +308,12 @@ def _run(method: Method, net: Net, settings: Settings, key, state: TrainState, p
         state = TrainState(params, batch_stats, None, state.step)
     run_net = net
     if settings.mode == "classifier_only":
-        state = TrainState(zero_head(state.params), state.batch_stats, None, state.step)
+        state = TrainState(zero_head(state.params, net), state.batch_stats, None, state.step)
         run_net = net.frozen_bn()
-        aux["update_mask"] = head_mask(state.params, trainable_head=True)
+        aux["update_mask"] = head_mask(state.params, trainable_head=True, net=net)
     before_epoch = None
     if settings.mode == "cmf":
-        aux["update_mask"] = head_mask(state.params, trainable_head=False)
+        aux["update_mask"] = head_mask(state.params, trainable_head=False, net=net)
         before_epoch = make_cmf_refresh(net, problem.data, problem.num_classes,
                                         settings.option("cmf_temperature", 1.0), loop="scan" if traced else None)
     if method.prepare is not None:
