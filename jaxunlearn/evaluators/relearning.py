@@ -92,12 +92,6 @@ def relearn_curve(net, state, ds, forget: ForgetSet, *, head: str = "linear", sa
     curve = {"steps": [], "full": [], "ncc": [], "retain": [], "num_forget": int(len(forget_chosen)),
              "num_retain": int(len(chosen) - len(forget_chosen))}
     mean = lambda x: float(np.mean(x)) if x.size else None
-    next_eval = [eval_every]
-
-    def on_chunk(s, n):
-        if n >= next_eval[0] or n >= steps:
-            next_eval[0] = (n // eval_every + 1) * eval_every
-            record(s, n)
 
     def record(s, n):
         f = evaluate.extract(net, s, sub_ds, head)
@@ -111,9 +105,16 @@ def relearn_curve(net, state, ds, forget: ForgetSet, *, head: str = "linear", sa
 
     s = train.fresh_optimizer(TrainState(state.params, state.batch_stats, None, state.step), cfg)
     record(s, 0)
-    train.fit(run_steps, s, jax.random.key(seed), data, {"relearn": jnp.asarray(chosen, jnp.int32)},
-              {"lr": jnp.float32(lr)}, aux, epochs=-(-steps // spe), steps_per_epoch=spe, chunk=min(eval_every, spe),
-              on_chunk=on_chunk)
+    # exactly `steps` steps, evaluated at every multiple of eval_every (and the last step), so
+    # every curve of a study lies on one step grid
+    key, streams, hp, n = jax.random.key(seed), {"relearn": jnp.asarray(chosen, jnp.int32)}, {"lr": jnp.float32(lr)}, 0
+    while n < steps:
+        epoch, offset = divmod(n, spe)
+        num = min(eval_every - n % eval_every, spe - offset, steps - n)
+        s, _ = run_steps(s, key, data, streams, hp, aux, epoch, offset, num)
+        n += num
+        if n % eval_every == 0 or n == steps:
+            record(s, n)
     return curve
 
 
