@@ -146,6 +146,36 @@ def _tfds_prepared(name: str, data_dir) -> bool:
     return root.is_dir() and any(root.glob("*/dataset_info.json"))
 
 
+#: records read per ``__getitems__`` call when loading a TFDS split
+TFDS_READ_BATCH = 4096
+
+
+def _read_split(src, batch: int = TFDS_READ_BATCH):
+    """All records of a TFDS data source as ``(images uint8 [N, H, W, C], labels int32 [N])``.
+
+    Reads ``batch`` records per call through the source's batched ``__getitems__`` (ArrayRecord
+    reads a batch's records in parallel) and writes them straight into preallocated arrays
+    (no list of N records, no ``np.stack`` copy). Sources without ``__getitems__`` are read
+    one record at a time.
+    """
+    n = len(src)
+    getitems = getattr(src, "__getitems__", None)
+    images = labels = None
+    for start in range(0, n, batch):
+        keys = list(range(start, min(start + batch, n)))
+        recs = getitems(keys) if getitems is not None else [src[i] for i in keys]
+        if images is None:
+            first = np.asarray(recs[0]["image"], np.uint8)
+            images = np.empty((n, *first.shape), np.uint8)
+            labels = np.empty(n, np.int32)
+        for j, r in enumerate(recs):
+            images[start + j] = r["image"]
+            labels[start + j] = r["label"]
+    if images is None:
+        return np.zeros((0, 1, 1, 1), np.uint8), np.zeros(0, np.int32)
+    return images, labels
+
+
 def _load_tfds(name: str, data_dir):
     """Reads prepared TFDS data with ``tfds.data_source`` (no TensorFlow, never downloads)."""
     import tensorflow_datasets as tfds
@@ -154,7 +184,7 @@ def _load_tfds(name: str, data_dir):
     for split in ("train", "test"):
         try:
             src = tfds.data_source(tfds_name, split=split, data_dir=data_dir, download=False)
-            recs = [src[i] for i in range(len(src))]
+            images, labels = _read_split(src)
         except Exception as e:  # noqa: BLE001 - any TFDS failure means "not prepared here"
             where = data_dir or os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")
             raise DataNotFoundError(
@@ -162,8 +192,6 @@ def _load_tfds(name: str, data_dir):
                 f"Prepare it with `tfds build {tfds_name} --data_dir DIR --file_format array_record` on "
                 "a machine with network access, copy DIR here and pass --data-dir DIR; jaxunlearn "
                 "never downloads.") from None
-        images = np.stack([np.asarray(r["image"], np.uint8) for r in recs])
-        labels = np.asarray([int(r["label"]) for r in recs], np.int32)
         out += [images, labels]
     return tuple(out)
 

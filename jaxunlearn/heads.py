@@ -447,29 +447,35 @@ def _l2_normalize(x):
     return x / jnp.where(norm > 0, norm, 1.0)
 
 
-@functools.partial(jax.jit, static_argnames=("k", "metric", "num_classes", "chunk_size"))
+@functools.partial(jax.jit, static_argnames=("k", "metric", "num_classes", "chunk_size", "train_chunk"))
 def knn_predict(train_x, train_y, x, k: int = 5, metric: str = "cosine", *,
-                num_classes: int, chunk_size: int = 256) -> jax.Array:
-    """k-nearest-neighbour majority vote, chunked over queries.
+                num_classes: int, chunk_size: int = 256, train_chunk: int | None = 8192) -> jax.Array:
+    """k-nearest-neighbour majority vote, chunked over queries and over training rows.
 
     ``metric='cosine'`` ranks training points by cosine similarity (distance 1 - cos, as
-    sklearn's ``metric='cosine'``); ``'euclidean'`` by Euclidean distance. Each chunk of
-    ``chunk_size`` queries materialises a ``[chunk_size, N]`` score block only, so memory is
-    ``O(chunk_size * N)`` (256 x 60000 floats ~ 61 MB).
+    sklearn's ``metric='cosine'``); ``'euclidean'`` by Euclidean distance. Queries go in
+    chunks of ``chunk_size``; each chunk scans the training rows in blocks of
+    ``train_chunk``, keeping a running top-``k`` (the block's own top-``k`` merged with the
+    best so far), so the largest intermediate is a ``[chunk_size, train_chunk]`` score block
+    (256 x 8192 floats = 8 MiB) whatever ``N`` and ``M``: no ``[M, N]`` (or ``[chunk, N]``)
+    distance matrix and no normalised copy of ``train_x``. ``train_chunk=None`` scores each
+    query chunk against all ``N`` rows at once (``[chunk_size, N]``).
 
     Tie-breaking: among classes with the same vote count the **smallest label** wins
     (``argmax`` returns the first maximum), which is what
-    ``sklearn.neighbors.KNeighborsClassifier`` does. Ties in distance (which neighbours
-    make the k) may be broken differently from sklearn.
+    ``sklearn.neighbors.KNeighborsClassifier`` does. Among training rows at the same distance
+    the lower row index is taken first (chunked or not); sklearn may break such ties
+    differently.
 
     Args:
       train_x: ``[N, D]`` training features.
       train_y: ``[N]`` int training labels.
       x: ``[M, D]`` query features.
-      k: number of neighbours.
+      k: number of neighbours (at most ``N``).
       metric: ``'cosine'`` or ``'euclidean'``.
       num_classes: K (keyword, static).
       chunk_size: queries per chunk.
+      train_chunk: training rows per block (None: all rows in one block).
 
     Returns:
       ``[M]`` int32 predicted classes.
@@ -478,23 +484,53 @@ def knn_predict(train_x, train_y, x, k: int = 5, metric: str = "cosine", *,
         raise ValueError(f"unknown metric {metric!r}; use 'cosine' or 'euclidean'")
     t = jnp.asarray(train_x, jnp.float32)
     q = jnp.asarray(x, jnp.float32)
+    n = t.shape[0]
+    if not 1 <= k <= n:
+        raise ValueError(f"k={k} neighbours asked for, but there are {n} training rows; pass k in 1..{n}")
     if metric == "cosine":
-        t, q = _l2_normalize(t), _l2_normalize(q)
-        t_sq = None
+        q = _l2_normalize(q)
+        norm = jnp.sqrt(jnp.sum(t * t, axis=1))
+        t_scale = 1.0 / jnp.where(norm > 0, norm, 1.0)  # [N]: cosine = (q . t) / |t| for unit q
+        center = None
     else:
-        center = jnp.mean(t, axis=0)
-        t, q = t - center, q - center
-        t_sq = jnp.sum(t * t, axis=1)
+        center = jnp.mean(t, axis=0)  # centred for precision; the ranking is unchanged
+        q = q - center
+        t_scale = None
+    labels = jnp.asarray(train_y, jnp.int32)
+    tc = n if train_chunk is None else max(min(int(train_chunk), n), k)
+    n_blocks = -(-n // tc)
     m = q.shape[0]
     n_chunks = -(-m // chunk_size)
     q = jnp.pad(q, ((0, n_chunks * chunk_size - m), (0, 0))).reshape(n_chunks, chunk_size, -1)
-    labels = jnp.asarray(train_y, jnp.int32)
+
+    def block_scores(qc, b):
+        # the last block starts at n - tc (overlapping the one before); rows already seen are masked
+        start = jnp.minimum(b * tc, n - tc)
+        tb = jax.lax.dynamic_slice_in_dim(t, start, tc)
+        rows = start + jnp.arange(tc)
+        if center is not None:
+            tb = tb - center
+            score = 2.0 * _mm(qc, tb.T) - jnp.sum(tb * tb, axis=1)[None, :]  # larger is nearer
+        else:
+            score = _mm(qc, tb.T) * jax.lax.dynamic_slice_in_dim(t_scale, start, tc)[None, :]
+        return jnp.where((rows >= b * tc)[None, :], score, -jnp.inf), rows
 
     def one_chunk(qc):
-        score = _mm(qc, t.T)  # larger is nearer
-        if t_sq is not None:
-            score = 2.0 * score - t_sq[None, :]
-        _, idx = jax.lax.top_k(score, k)
+        def scan_block(carry, b):
+            best_s, best_i = carry
+            score, rows = block_scores(qc, b)
+            s, j = jax.lax.top_k(score, k)
+            # earlier rows first, so equal scores keep the lower row index (as one top_k would)
+            s = jnp.concatenate([best_s, s], axis=1)
+            i = jnp.concatenate([best_i, rows[j]], axis=1)
+            s, j = jax.lax.top_k(s, k)
+            return (s, jnp.take_along_axis(i, j, axis=1)), None
+
+        init = (jnp.full((chunk_size, k), -jnp.inf, jnp.float32), jnp.zeros((chunk_size, k), jnp.int32))
+        if n_blocks == 1:
+            (_, idx), _ = scan_block(init, 0)
+        else:
+            (_, idx), _ = jax.lax.scan(scan_block, init, jnp.arange(n_blocks))
         votes = jnp.sum(jax.nn.one_hot(labels[idx], num_classes, dtype=jnp.int32), axis=1)
         return jnp.argmax(votes, axis=-1).astype(jnp.int32)
 

@@ -100,14 +100,61 @@ def test_tiny_imagenet_image_folder(tmp_path):
     assert ds.test_labels.tolist() == [1, 0]
 
 
-@pytest.mark.parametrize("name,shape", [("cifar10", (32, 32, 3)), ("mnist", (28, 28, 1))])
-def test_tfds_path_under_mock_data(name, shape, tmp_path):
+@pytest.fixture
+def tfds_mock(monkeypatch):
+    """``tfds.testing.mock_data`` with a working batched read.
+
+    tensorflow-datasets 4.9's mock sets the data source's ``__getitems__`` to a function that
+    expects ``self`` but is called without it (TypeError); this patches in the same reader
+    without ``self``, so the library's batched path runs under the mock as on real ArrayRecord.
+    """
     import tensorflow_datasets as tfds
+    from tensorflow_datasets.testing import mocking
+
+    def getitems(record_keys, generator, serialized=False):
+        return [generator[k] for k in record_keys]
+
+    monkeypatch.setattr(mocking, "_getitems", getitems)
+    return tfds
+
+
+@pytest.mark.parametrize("name,shape", [("cifar10", (32, 32, 3)), ("mnist", (28, 28, 1))])
+def test_tfds_path_under_mock_data(name, shape, tmp_path, tfds_mock):
+    tfds = tfds_mock
     with tfds.testing.mock_data(num_examples=30):
         ds = data_lib.load_dataset(name, str(tmp_path), val_fraction=0.0)
     assert ds.train_images.shape == (30, *shape) and ds.train_images.dtype == np.uint8
     assert ds.test_images.shape == (30, *shape)
     assert ds.train_labels.dtype == np.int32 and ds.train_labels.max() < ds.num_classes
+
+
+def test_tfds_split_read_in_batches_equals_record_by_record(tmp_path, tfds_mock, monkeypatch):
+    tfds = tfds_mock
+    monkeypatch.setattr(data_lib, "TFDS_READ_BATCH", 7)  # 45 records: 6 full batches and a ragged one
+    with tfds.testing.mock_data(num_examples=45):
+        ds = data_lib.load_dataset("cifar10", str(tmp_path), val_fraction=0.0)
+        src = tfds.data_source("cifar10", split="train", data_dir=str(tmp_path), download=False)
+        calls = []
+        real = src.__getitems__
+        monkeypatch.setattr(src, "__getitems__", lambda keys: calls.append(len(keys)) or real(keys), raising=False)
+        images, labels = data_lib._read_split(src, batch=7)
+        one_by_one = [src[i] for i in range(len(src))]
+    assert calls == [7] * 6 + [3]
+    ref_images = np.stack([np.asarray(r["image"], np.uint8) for r in one_by_one])
+    ref_labels = np.asarray([int(r["label"]) for r in one_by_one], np.int32)
+    np.testing.assert_array_equal(images, ref_images)
+    np.testing.assert_array_equal(labels, ref_labels)
+    np.testing.assert_array_equal(ds.train_images, ref_images)
+    np.testing.assert_array_equal(ds.train_labels, ref_labels)
+    assert ds.train_images.shape == (45, 32, 32, 3) and ds.train_labels.dtype == np.int32
+    assert 0 <= ds.train_labels.min() and ds.train_labels.max() < 10
+
+
+def test_read_split_without_batched_access():
+    recs = [{"image": np.full((2, 3, 1), i, np.uint8), "label": i % 4} for i in range(5)]
+    images, labels = data_lib._read_split(recs, batch=2)  # a list: no __getitems__
+    assert images.shape == (5, 2, 3, 1) and images[:, 0, 0, 0].tolist() == [0, 1, 2, 3, 4]
+    assert labels.tolist() == [0, 1, 2, 3, 0] and labels.dtype == np.int32
 
 
 def test_unknown_dataset():
