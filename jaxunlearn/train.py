@@ -443,7 +443,8 @@ def fit(run_steps: Callable, state: TrainState, key: jax.Array, data, streams, h
       patience: epochs without improvement before stopping (None: never stop early).
       on_chunk: called with ``(state, global_step)`` after every chunk (checkpointing).
       log: receives one dict per epoch (JSON-lines metrics).
-      progress: show a tqdm bar (a string is used as its description).
+      progress: show a tqdm bar (a string is used as its description) with the loss and, after
+        each epoch, ``evaluate``'s figures (e.g. ``val_accuracy``).
       should_stop: polled after each chunk; True ends the run cleanly (``interrupted=True``).
       best: ``(score, state, epoch, epochs_since_best)`` carried over from before a resume.
       before_epoch: ``(state, epoch, aux) -> aux`` at the start of every epoch (e.g. recompute
@@ -459,7 +460,7 @@ def fit(run_steps: Callable, state: TrainState, key: jax.Array, data, streams, h
     done = int(state.step)
     best, best_state, best_epoch, since_best = best if best is not None else (-math.inf, None, None, 0)
     history = []
-    bar = None
+    bar, postfix = None, {}  # the bar shows the last chunk's loss and the epoch's validation figures
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=total, initial=done, desc=progress if isinstance(progress, str) else "train",
@@ -485,7 +486,8 @@ def fit(run_steps: Callable, state: TrainState, key: jax.Array, data, streams, h
                 done += num
                 if bar is not None:
                     bar.update(num)
-                    bar.set_postfix(loss=f"{float(losses.mean()):.4f}")
+                    postfix["loss"] = f"{float(losses.mean()):.4f}"
+                    bar.set_postfix(postfix)
                 if on_chunk is not None:
                     on_chunk(state, done)
                 # mid-epoch stops return here; at an epoch's end the epoch is finished first
@@ -495,7 +497,11 @@ def fit(run_steps: Callable, state: TrainState, key: jax.Array, data, streams, h
             record = {"epoch": epoch + 1, "step": done, "time_s": time.perf_counter() - t0}
             record.update({k: float(np.mean([m[k] for m in epoch_metrics])) for k in epoch_metrics[0]})
             if evaluate is not None:
-                record.update(evaluate(state))
+                scores = evaluate(state)
+                record.update(scores)
+                if bar is not None and scores:
+                    postfix.update({k: f"{v:.4f}" if isinstance(v, float) else v for k, v in scores.items()})
+                    bar.set_postfix(postfix)
             history.append(record)
             if log is not None:
                 log(record)

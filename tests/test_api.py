@@ -376,3 +376,38 @@ def test_sweeps_and_pure_runs_are_exposed(nested, ds):
                                np.asarray(one.params["body"]["kernel"]), rtol=1e-5, atol=1e-6)
     seeds = ju.unlearn_seeds(method, [0, 1], net, state, problem, hp, st, strategy="loop")
     assert len(seeds["states"]) == 2
+
+
+# ----------------------------------------------------------------------------- progress bars
+
+def test_progress_bar_names_the_run_once_and_shows_validation_accuracy(capsys):
+    from jaxunlearn import train
+    state = ju.TrainState({"w": jnp.ones(2)}, {}, None, jnp.zeros((), jnp.int32))
+    scores = iter([0.5, 0.75])
+
+    def run_steps(st, key, data, streams, hparams, aux, epoch, offset, num):
+        return st, {"loss": np.full(num, 0.25)}
+
+    train.fit(run_steps, state, jax.random.key(0), {}, {}, {}, {}, epochs=2, steps_per_epoch=3,
+              evaluate=lambda s: {"val_accuracy": next(scores)}, progress="train MyMLP")
+    err = capsys.readouterr().err.replace("\r", "\n")
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert lines and all(ln.count("train MyMLP") == 1 for ln in lines)
+    assert any("val_accuracy=0.7500" in ln and "loss=0.2500" in ln for ln in lines), err
+
+
+def test_unlearning_bar_labels_name_the_run_once():
+    from jaxunlearn.unlearn import METHODS
+    from jaxunlearn.unlearn.core import _bar_name
+    for name, method in METHODS.items():
+        if method.phases is None:
+            continue
+        phases = method.phases(method.settings)
+        for phase in phases:
+            label = _bar_name(f"{name} f3 seed 0", method, phase, method.settings)
+            assert label.count(name) == 1 or phase.name.count(name), (name, phase.name, label)
+            assert label.startswith(f"{name} f3 seed 0")
+            if len(phases) > 1 and phase.name not in name:
+                assert label.endswith(f": {phase.name}")  # which phase, when there are several
+    assert _bar_name(False, METHODS["scrub"], METHODS["scrub"].phases(METHODS["scrub"].settings)[0],
+                     METHODS["scrub"].settings) is False
