@@ -4,6 +4,11 @@
 the last layer, which is always the submodule named ``"head"``), and ``"stage1"``,
 ``"stage2"``, ... are the globally average-pooled outputs ``[B, C_s]`` of each stage, for
 layer-wise probes. ``train`` switches BatchNorm to batch statistics (and dropout on).
+
+A user's own Flax module follows the same contract, relaxed (:class:`jaxunlearn.state.Net`,
+:func:`jaxunlearn.api.as_net`): its head may sit at another path in ``params`` (``head_path``)
+and have no bias, float inputs may skip the uint8 normalisation (``mean = std = None``), and
+``nn.Dropout`` gets its ``"dropout"`` rng in training steps.
 """
 
 from jaxunlearn.models.cnn import SmallCNN
