@@ -73,7 +73,7 @@ def register(sub, add_common) -> None:
 
     p = sub.add_parser("analyze", help="metrics of features from any framework (.npz)")
     p.add_argument("features", help=".npz with train_features, train_labels, test_features, test_labels, "
-                                    "forget_classes")
+                                    "and forget_classes or forget_indices (optional: weights, bias)")
     p.add_argument("--json", required=True, help="output JSON file")
     p.add_argument("--probe", choices=["fast", "sgd"], default="fast",
                    help="linear probe: closed-form ridge (fast) or SGD-trained (sgd)")
@@ -328,8 +328,12 @@ def cmd_analyze(args) -> int:
     arrays = analyze.load_features_npz(args.features)
     out = analyze.analyze_features(arrays, probe=args.probe)
     runs.write_json_atomic(args.json, out)
-    print(f"NCC {_pct(out['ncc'])} | LP {_pct(out['lp'])} (retain / forget) in {out['runtime_s']:.1f} s; "
-          f"wrote {args.json}")
+    if "num_forget_samples" in out:  # forget_indices: sample forgetting
+        print(f"NCC {_pct_samples(out['ncc'])} | LP {_pct_samples(out['lp'])} (forget train / retain train / test) "
+              f"in {out['runtime_s']:.1f} s; wrote {args.json}")
+    else:
+        print(f"NCC {_pct(out['ncc'])} | LP {_pct(out['lp'])} (retain / forget) in {out['runtime_s']:.1f} s; "
+              f"wrote {args.json}")
     return 0
 
 

@@ -9,9 +9,10 @@ layer-wise probes, relearning) on them, with the forget set as masks
 Head conventions (PAPER.md §5): the linear probe and NCC use the penultimate features of the
 full training split (all classes, true labels) and are scored on retain / forget test
 samples. For sample forgetting (a random fraction or a list of training samples) they are
-fitted on the retain training samples and also scored on the forgotten ones (``train_forget``)
-and the retain ones (``train_retain``). For a CMF model (``head="cmf"``) the CMF head is recomputed from the final encoder,
-and the features handed to the probes are the CMF classifier's input (normalised, centred).
+fitted on the retain training samples and also scored on the forgotten ones
+(``train_forget``) and the retain ones (``train_retain``). For a CMF model (``head="cmf"``)
+the CMF head is recomputed from the final encoder, and the features handed to the probes are
+the CMF classifier's input (normalised, centred).
 """
 
 from __future__ import annotations
@@ -154,8 +155,9 @@ def evaluate_model(net: Net, state: TrainState, ds: Dataset, forget, *, head: st
       relearn: sample counts of the relearning attack (empty: skip); relearn_steps: its steps.
       mesh: split feature extraction (this model's and the references') over its devices.
       mia_max_samples: cap of the MIA-efficacy SVC's training set (None: SalUn's protocol).
-      evaluators_config: ``{name: config}`` selecting the families and their configs directly
-        (the flags above are then ignored, except ``probe`` / ``relearn`` defaults they set).
+      evaluators_config: ``{name: config}`` selecting the families of
+        :data:`jaxunlearn.evaluators.REGISTRY` and their configs directly (the selecting flags
+        ``probe`` ... ``mia_max_samples`` are then ignored; see :func:`selection`).
       features: this model's :func:`extract` output, if already computed (then not re-extracted).
 
     Returns:
