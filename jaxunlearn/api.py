@@ -335,8 +335,9 @@ def unlearn(method, net: Net, state: TrainState, ds: data_lib.Dataset, forget, *
 
     Returns:
       :class:`~jaxunlearn.unlearn.core.UnlearnResult` (``.state``, ``.history``,
-      ``.runtime_s``, ``.aux``) with ``.spec`` (the forget set) and ``.mode`` added as
-      attributes for :func:`evaluate`.
+      ``.runtime_s``, ``.aux``) with ``.spec`` (the forget set), ``.mode`` and ``.preset``
+      (the dataset preset applied, ``"defaults"`` for a dataset without one) added as
+      attributes; :func:`evaluate` reads the first two.
     """
     from jaxunlearn.unlearn import core, make_problem
 
@@ -348,7 +349,9 @@ def unlearn(method, net: Net, state: TrainState, ds: data_lib.Dataset, forget, *
     state = state.state if isinstance(state, core.UnlearnResult) else state
     result = core.unlearn(method, jax.random.key(seed), net, state, problem, hp, st,
                           progress=method.name if progress is True else progress)
+    from jaxunlearn.unlearn import Settings, presets
     result.spec, result.mode = spec, st.mode
+    result.preset = "explicit settings" if isinstance(settings, Settings) else presets.preset_name(ds.name)
     return result
 
 

@@ -319,7 +319,20 @@ def test_unlearn_equals_the_host_driver_with_the_preset(nested, ds):
                        make_problem(ds, data_lib.parse_forget([3, 5], 10)), {**hp, "lr": 0.02},
                        method.settings.replace(mode="full", **st))
     assert tree_equal(r.state.params, ref.state.params)
-    assert r.spec.classes == (3, 5) and r.mode == "full"
+    assert r.spec.classes == (3, 5) and r.mode == "full" and r.preset == "defaults"  # "arrays" has no preset
+
+
+def test_sample_forgetting_through_the_api(nested, ds):
+    from jaxunlearn import train
+    net, state, _ = nested
+    r = ju.unlearn("finetune", net, state, ds, forget=0.1, seed=2, epochs=1)
+    split = data_lib.forget_split(ds, r.spec)
+    assert r.spec.fraction == 0.1 and len(split.train_forget) == int(round(0.1 * len(ds.train_labels)))
+    m = ju.evaluate(net, r, ds, knn=False, privacy=False, collapse=False)
+    logits, _ = train.make_predict(net)(r.state.params, r.state.batch_stats, jnp.asarray(ds.train_images))
+    pred = np.asarray(logits).argmax(1)  # accuracy on exactly the forgotten training samples
+    f = split.train_forget
+    np.testing.assert_allclose(m["full"]["train_forget"], np.mean(pred[f] == ds.train_labels[f]), atol=1e-12)
 
 
 @pytest.mark.parametrize("kw, message", [
