@@ -4,8 +4,9 @@ The paper's LP columns come from the authors' SGD probe (``heads.PROBE_PROTOCOLS
 raw features, SGD lr 0.01, momentum 0.9, batch 128, 10 % held out, best held-out epoch); the
 library's ``fast`` probe is an L2-regularised multinomial logistic regression on standardised
 features solved by L-BFGS (``heads.linear_probe_fit``). This script fits both on the *same*
-penultimate features of each model (training split, true labels, every class) and scores them
-on the test split's retain and forget classes, so the README can show how far apart they are
+penultimate features of each model (training split, true labels, every class; for a CMF model
+the CMF head's input, as ``jaxunlearn evaluate`` does) and scores them on the test split's
+retain and forget classes, so the README can show how far apart they are
 (docs/parity.md item 1).
 
 Usage::
@@ -32,18 +33,27 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxunlearn import data as data_lib, heads, runs, train
+from jaxunlearn import cmf, data as data_lib, heads, runs, train
 
 
-def features_of(net, state, ds, batch_size: int = 1000):
-    """Penultimate features ``([N_train, D], [N_test, D])`` of the training and test splits."""
+def features_of(net, state, ds, head: str = "linear", batch_size: int = 1000):
+    """Probe features ``([N_train, D], [N_test, D])`` of the training and test splits.
+
+    The penultimate features; for a CMF model (``head="cmf"``) the CMF head's input
+    ``normalize(normalize(f) - mu)`` with the head fitted to the training features, the
+    convention of :func:`jaxunlearn.evaluate.evaluate` (so the numbers are the study's).
+    """
     predict = train.make_predict(net, batch_size)
 
     def feats(images):
         _, f = predict(state.params, state.batch_stats, jnp.asarray(images))
-        return np.asarray(f["features"], np.float32)
+        return f["features"]
 
-    return feats(ds.train_images), feats(ds.test_images)
+    tr, te = feats(ds.train_images), feats(ds.test_images)
+    if head == "cmf":
+        h = cmf.cmf_head(tr, jnp.asarray(ds.train_labels), ds.num_classes)
+        tr, te = cmf.cmf_features(h, tr), cmf.cmf_features(h, te)
+    return np.asarray(tr, np.float32), np.asarray(te, np.float32)
 
 
 def compare_probes(train_x, train_y, test_x, test_y, forget, num_classes: int, probes, seed: int = 0) -> dict:
@@ -85,7 +95,7 @@ def run_study(workdir, seeds, probes, log=print) -> list:
     for label, path, seed, forget in models:
         run = runs.load_run(path, dataset=ds)
         ds = run.dataset
-        tr, te = features_of(run.net, run.state, ds)
+        tr, te = features_of(run.net, run.state, ds, run.info.get("head", "linear"))
         for f in ([forget] if forget is not None else forget_sets):
             res = compare_probes(tr, ds.train_labels, te, ds.test_labels, list(f), ds.num_classes, probes, seed)
             results.append({"model": label, "seed": seed, "forget": list(f), **res})
@@ -100,15 +110,15 @@ def run_digits(probes, seed: int = 0, log=print) -> list:
     net, state, _ = runs.train_model(ds, "mlp", runs.recipe_for("digits", "mlp"), seed=seed, progress=False)
     forget = (3,)
     problem = make_problem(ds, data_lib.parse_forget("3", ds.num_classes))
-    models = [("original", state)]
+    models = [("original", state, "linear")]
     for name, mode in (("retrain", "full"), ("random_label", "full"), ("random_label", "cmf")):
         method = get_method(name)
         hp, settings, _ = presets.resolve(method, "digits", mode)
         res = unlearn(method, jax.random.key(seed), net, state, problem, hp, settings)
-        models.append((name if mode == "full" else f"{name}-{mode}", res.state))
+        models.append((name if mode == "full" else f"{name}-{mode}", res.state, "cmf" if mode == "cmf" else "linear"))
     results = []
-    for label, st in models:
-        tr, te = features_of(net, st, ds)
+    for label, st, head in models:
+        tr, te = features_of(net, st, ds, head)
         res = compare_probes(tr, ds.train_labels, te, ds.test_labels, list(forget), ds.num_classes, probes, seed)
         results.append({"model": label, "seed": seed, "forget": list(forget), **res})
         log(_row(results[-1], probes))
