@@ -8,6 +8,8 @@
 #                                              # study and benchmarks skipped (DRY_STUDY=1 / DRY_BENCH=1 run
 #                                              # them: the study with one seed and forget set, gpu.sh --dry-run)
 #   bash scripts/gpu-check.sh --no-install     # the venv already has the CUDA build (an offline GPU machine)
+#   STEPS=tests,benchmarks bash scripts/gpu-check.sh   # only those steps (of install,tests,study_quick,benchmarks;
+#                                              # TESTS="tests/test_api.py -x" narrows the suite)
 #
 # Output: runs/gpu-check/gpu-check.json (GPU_CHECK_DIR=dir moves the folder, OUT=path the JSON), with
 #   {"date", "commit", "dry_run", "host", "nvidia_smi", "jax": {version, backend, devices},
@@ -31,6 +33,8 @@ for arg in "$@"; do
 done
 logs="${GPU_CHECK_DIR:-$ROOT/runs/gpu-check}"; mkdir -p "$logs"
 OUT="${OUT:-$logs/gpu-check.json}"
+STEPS="${STEPS:-install,tests,study_quick,benchmarks}"
+want() { [[ ",$STEPS," == *",$1,"* ]]; }
 status="$logs/status.txt"; : > "$status"
 work="$(mktemp -d)"; trap 'rm -rf "$work"' EXIT
 t_all=$SECONDS
@@ -63,7 +67,9 @@ step() {  # step NAME LIMIT COMMAND...: run with a time limit, log, record rc an
 skip() { echo "$1 skipped: $2" | tee -a "$status"; }
 
 # 1. install: the package with its test and gpu extras at the constrained versions
-if (( install )); then
+if ! want install; then
+  skip install "not in STEPS"
+elif (( install )); then
   step install 900 env JAXUNLEARN_EXTRAS=gpu bash "$ROOT/scripts/setup.sh"
 else
   skip install "$( (( dry )) && echo "dry run" || echo "--no-install")"
@@ -78,11 +84,16 @@ print("jax", jax.__version__, jax.default_backend(), jax.devices())
 EOF
 
 # 2. the test suite on the accelerator's backend (JUnit XML -> counts and failing test names)
+[[ -n "${TESTS:-}" ]] && read -r -a tests <<< "$TESTS"
+if ! want tests; then skip tests "not in STEPS"; else
 step tests "$TESTS_LIMIT" env JAX_PLATFORMS=$platform "$PY" -m pytest -q -p no:cacheprovider \
   --junitxml="$logs/tests.xml" "${tests[@]}"
+fi
 
 # 3. the quick study (digits, MLP): wall time and the study's own JSON figures
-if (( dry )) && [[ "${DRY_STUDY:-0}" != 1 ]]; then
+if ! want study_quick; then
+  skip study_quick "not in STEPS"
+elif (( dry )) && [[ "${DRY_STUDY:-0}" != 1 ]]; then
   skip study_quick "dry run (DRY_STUDY=1 runs it with one seed and one forget set)"
 else
   step study_quick "$STUDY_LIMIT" env JAX_PLATFORMS=$platform "$ROOT/.venv/bin/jaxunlearn" study \
@@ -90,7 +101,9 @@ else
 fi
 
 # 4. the benchmarks (benchmarks/gpu.sh writes benchmarks/results-gpu.json, or -dryrun.json)
-if (( dry )) && [[ "${DRY_BENCH:-0}" != 1 ]]; then
+if ! want benchmarks; then
+  skip benchmarks "not in STEPS"
+elif (( dry )) && [[ "${DRY_BENCH:-0}" != 1 ]]; then
   skip benchmarks "dry run (DRY_BENCH=1 runs benchmarks/gpu.sh --dry-run)"
 else
   step benchmarks "$BENCH_LIMIT" bash "$ROOT/benchmarks/gpu.sh" $( (( dry )) && echo --dry-run )
