@@ -82,7 +82,7 @@ def register(sub, add_common) -> None:
 
     from experiments import EXPERIMENTS
     p = sub.add_parser("reproduce", help="one experiment of the paper (table or figure)")
-    p.add_argument("name", help="one of " + ", ".join(EXPERIMENTS))
+    p.add_argument("name", help="one of " + ", ".join(EXPERIMENTS + ("forgetting_quality",)))
     p.add_argument("--config", default="fashion_mnist", help="study config: fashion_mnist, digits, cifar10, cifar100")
     p.add_argument("--workdir", default=None, help="output directory (default: runs/study-<config>)")
     p.add_argument("--data-dir", default=None, help="where the dataset lives (default: the dataset's usual place)")
@@ -108,6 +108,34 @@ def register(sub, add_common) -> None:
     p.add_argument("--dataset", default=None, choices=DATASETS,
                    help="show the defaults of this dataset's preset (default: the methods' own defaults)")
     p.set_defaults(handler=cmd_methods)
+
+    p = sub.add_parser("pool", help="N retrained + N unlearned models of one forget set, stored as logits "
+                                    "(forgetting quality, U-LiRA)")
+    p.add_argument("--dataset", default="digits", help=f"one of {', '.join(DATASETS)}")
+    p.add_argument("--model", default=None, help="mlp, cnn, ... (default: per dataset)")
+    p.add_argument("--method", default=None, help="the unlearning method (default: only the retrained side)")
+    p.add_argument("--mode", choices=["full", "classifier_only", "cmf"], default="full", help="head mode of the method")
+    p.add_argument("--forget", default="3", help="a class (3), a list (0,5,9) or a fraction of samples (0.1)")
+    p.add_argument("--models", type=int, default=64, help="models per side (N)")
+    p.add_argument("--batch", type=int, default=16, help="models per batched program and per stored file")
+    p.add_argument("--floor", action="store_true", help="train 2N retrained models (the retrain-vs-retrain floor)")
+    p.add_argument("--from", dest="source", default=None,
+                   help="a finished `jaxunlearn train` run to use as the original (default: train one, seed 0)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs of the original and retrained models "
+                                                            "(default: the recipe's)")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="a typed hyper-parameter or option of the method (repeatable)")
+    p.add_argument("--strategy", choices=["auto", "vmap", "devices", "loop"], default="auto",
+                   help="how each batch of models runs: measured on the backend (auto), batched, or one by one")
+    p.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="stored logits")
+    p.add_argument("--retain-sample", type=int, default=500, help="retain rows whose logits are stored")
+    p.add_argument("--test-sample", type=int, default=None, help="test rows stored (default: all)")
+    p.add_argument("--max-train", type=int, default=None, help="at most this many training samples (stratified)")
+    p.add_argument("--part", default="0/1", metavar="I/N",
+                   help="build only batches b with b %% N == I (N processes or hosts on one shared workdir)")
+    p.add_argument("--workdir", required=True, help="the pool directory (resumable; several methods can share it)")
+    p.add_argument("--data-dir", default=None, help="where the dataset lives (default: its usual place)")
+    p.set_defaults(handler=cmd_pool)
 
 
 _PRESET_DEFAULT = "default: the method's, with the source run's dataset preset (see `jaxunlearn methods --dataset D`)"
@@ -377,6 +405,9 @@ def _study_overrides(args, config_name: str) -> dict:
 
 
 def cmd_reproduce(args) -> int:
+    if args.name == "forgetting_quality":  # builds its own model pools, not the study's models
+        from experiments import forgetting_quality
+        return forgetting_quality.reproduce(args)
     from experiments import run_experiment
     return run_experiment(args.name, args.config, args.workdir, args.data_dir, progress=not args.no_progress,
                           overrides=_study_overrides(args, args.config))
@@ -417,3 +448,41 @@ def cmd_methods(args) -> int:
 
 def _fmt(v):
     return f"{v:g}" if isinstance(v, float) else str(v).lower() if isinstance(v, bool) else str(v)
+
+
+def cmd_pool(args) -> int:
+    from jaxunlearn import pool, runs
+    from jaxunlearn.data import load_dataset
+    ds = load_dataset(args.dataset, args.data_dir, max_train=args.max_train)
+    model = args.model or runs.DEFAULT_MODEL[ds.name]
+    out = pool.build_pool(args.workdir, args.method, args.mode, sets=args.set, strategy=args.strategy, ds=ds,
+                          dataset=ds.name, model=model, forget=args.forget, models=args.models, batch=args.batch,
+                          floor=args.floor, epochs=args.epochs, original=args.source, dtype=args.dtype,
+                          retain_sample=args.retain_sample, test_sample=args.test_sample, max_train=args.max_train,
+                          part=_part(args.part))
+    if out is None:
+        print(f"part {args.part} done; other parts of {args.workdir} are still missing")
+        return 0
+    for side in ("retrained", "unlearned"):
+        s = out[side]
+        if s is None:
+            continue
+        b = out["built"][side]
+        acc = s["accuracy"]
+        fa = acc["forget"]
+        print(f"{side}: {len(s['seeds'])} models ({len(b['built'])} batches built, {len(b['skipped'])} found), "
+              f"retain {100 * acc['retain'].mean():.1f} %, forget {100 * fa.mean():.1f} %, "
+              f"test {100 * acc['test'].mean():.1f} %, {s['time_per_model_s'].mean():.2f} s/model "
+              f"({', '.join(sorted({m['strategy'] for m in s['batches']}))})")
+    print(f"pool in {args.workdir}")
+    return 0
+
+
+def _part(text: str) -> tuple:
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--part expects I/N like 0/4, got {text!r}") from None
+    if not 0 <= i < n:
+        raise ValueError(f"--part I/N needs 0 <= I < N, got {text!r}")
+    return i, n

@@ -1,0 +1,129 @@
+"""Model pools: a batched pool equals separate runs; resuming rebuilds only what is missing."""
+
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from jaxunlearn import cli, data as data_lib, pool as pool_lib, runs, train
+from jaxunlearn.runs import RunError
+from jaxunlearn.unlearn import get_method, make_problem, make_unlearn, unlearn
+
+EPOCHS = 2  # short trainings: the test checks equality, not accuracy
+CONFIG = dict(dataset="digits", model="mlp", forget="3", models=8, batch=4, epochs=EPOCHS, retain_sample=100)
+
+
+@pytest.fixture(scope="module")
+def built(digits, tmp_path_factory):
+    """A pool of 8 retrained + 8 random_label models, in batches of 4, vmapped."""
+    work = tmp_path_factory.mktemp("pool") / "p"
+    out = pool_lib.build_pool(work, "random_label", "full", strategy="vmap", ds=digits, log=None, **CONFIG)
+    return work, out
+
+
+def _logits(net, state, ds, rows):
+    tr = np.asarray(net.forward(state.params, state.batch_stats, ds.train_images, False)[0])
+    te = np.asarray(net.forward(state.params, state.batch_stats, ds.test_images, False)[0])
+    return {"forget": tr[rows["forget"]], "retain": tr[rows["retain"]], "test": te[rows["test"]]}
+
+
+def test_pool_equals_separate_runs(built, digits):
+    work, out = built
+    split = data_lib.forget_split(digits, data_lib.parse_forget("3", 10))
+    rows = out["rows"]
+    np.testing.assert_array_equal(rows["forget"], split.train_forget)
+    assert set(rows["retain"]) <= set(split.train_retain) and len(rows["retain"]) == 100
+    np.testing.assert_array_equal(out["labels"]["forget"], digits.train_labels[split.train_forget])
+    for side in ("retrained", "unlearned"):
+        for s in pool_lib.SPLITS:
+            assert out[side]["logits"][s].shape == (8, len(rows[s]), 10)
+    recipe = runs.recipe_for("digits", "mlp", epochs=EPOCHS)
+    # the original: seed 0 on the whole training split, as `jaxunlearn train --seed 0`
+    net, original, _ = runs.train_model(digits, "mlp", recipe, 0, progress=False)
+    stored = runs.load_run(work / "original", dataset=digits).state
+    np.testing.assert_allclose(_logits(net, stored, digits, rows)["test"],
+                               _logits(net, original, digits, rows)["test"], atol=1e-5)
+    method = get_method("random_label")
+    problem = make_problem(digits, data_lib.parse_forget("3", 10))
+    # model i as a run of its own: the pure whole run jitted for one seed (no vmap), and for
+    # model 0 also the host drivers (what `jaxunlearn train --seed 1000` / `unlearn --seed 0` run)
+    spe = train.steps_per_epoch(len(split.train_retain), recipe.batch_size)
+    one_train = jax.jit(train.make_train(net, digits.image_shape, recipe.optim(spe), epochs=recipe.epochs,
+                                         batch_size=recipe.batch_size))
+    data = {"images": digits.train_images, "labels": digits.train_labels,
+            "train_rows": train.as_stream(split.train_retain), "val_images": digits.val_images,
+            "val_labels": digits.val_labels}
+    one_unlearn = jax.jit(lambda k: make_unlearn(method, net)(k, original, problem, None)[0])
+    for i in range(8):
+        retrained = one_train(jax.random.key(pool_lib.RETRAIN_SEED0 + i), data, {"lr": np.float32(recipe.lr)})
+        unlearned = one_unlearn(jax.random.key(i))
+        refs = [("retrained", retrained), ("unlearned", unlearned)]
+        if i == 0:
+            refs += [("retrained", runs.train_model(digits, "mlp", recipe, pool_lib.RETRAIN_SEED0,
+                                                    train_index=split.train_retain, progress=False)[1]),
+                     ("unlearned", unlearn(method, jax.random.key(0), net, original, problem).state)]
+        for side, state in refs:
+            ref = _logits(net, state, digits, rows)
+            for s in pool_lib.SPLITS:
+                np.testing.assert_allclose(out[side]["logits"][s][i], ref[s], atol=2e-4, rtol=1e-4,
+                                           err_msg=f"{side} model {i}, {s} logits")
+            pred = np.asarray(net.forward(state.params, state.batch_stats, digits.train_images, False)[0]).argmax(-1)
+            ra = np.mean(pred[split.train_retain] == digits.train_labels[split.train_retain])
+            assert abs(out[side]["accuracy"]["retain"][i] - ra) <= 1.5 / len(split.train_retain)
+    assert list(out["retrained"]["seeds"]) == [1000 + i for i in range(8)]
+    assert list(out["unlearned"]["seeds"]) == list(range(8))
+    assert {b["strategy"] for b in out["unlearned"]["batches"]} == {"vmap"}
+    assert np.all(out["unlearned"]["time_per_model_s"] > 0)
+    # classes without a retain sample: the retrained models never predict the forget class
+    assert out["retrained"]["accuracy"]["forget"].max() == 0.0
+
+
+def test_resume_rebuilds_only_the_missing_batch(built, digits):
+    work, out = built
+    kept = work / "retrained" / "batch-0000.npz"
+    stamp = os.stat(kept).st_mtime_ns
+    (work / "retrained" / "batch-0001.npz").unlink()
+    (work / "retrained" / ".batch-0001.npz.x.partial").write_bytes(b"half a file")  # a run stopped mid-write
+    again = pool_lib.build_pool(work, "random_label", "full", strategy="vmap", ds=digits, log=None, **CONFIG)
+    assert again["built"]["retrained"] == {"built": [1], "skipped": [0]}
+    assert again["built"]["unlearned"] == {"built": [], "skipped": [0, 1]}
+    assert os.stat(kept).st_mtime_ns == stamp  # a finished batch is never rewritten
+    assert not list((work / "retrained").glob("*.partial"))
+    for side in ("retrained", "unlearned"):
+        for s in pool_lib.SPLITS:
+            np.testing.assert_allclose(again[side]["logits"][s], out[side]["logits"][s], atol=1e-6)
+    loaded = pool_lib.load_pool(work, "random_label", "full")
+    np.testing.assert_array_equal(loaded["unlearned"]["logits"]["forget"], again["unlearned"]["logits"]["forget"])
+
+
+def test_refusals(built, digits, tmp_path, capsys):
+    work, _ = built
+    with pytest.raises(RunError, match="other settings .*models"):
+        pool_lib.build_pool(work, "random_label", "full", ds=digits, log=None, **{**CONFIG, "models": 6})
+    with pytest.raises(RunError, match="random_label .full. with other settings .*hparams"):
+        pool_lib.build_pool(work, "random_label", "full", sets=["lr=0.5"], ds=digits, log=None, **CONFIG)
+    fresh = tmp_path / "fresh"
+    with pytest.raises(ValueError, match="no hyper-parameter or option 'nope'"):
+        pool_lib.build_pool(fresh, "random_label", "full", sets=["nope=1"], ds=digits, log=None, **CONFIG)
+    assert not fresh.exists()  # nothing written for a refused request
+    argv = ["pool", "--dataset", "digits", "--method", "random_label", "--forget", "3", "--models", "6",
+            "--batch", "4", "--epochs", str(EPOCHS), "--retain-sample", "100", "--workdir", str(work)]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "other settings" in err[0]
+    with pytest.raises(RunError, match="no pool of salun"):
+        pool_lib.load_pool(work, "salun", "full")
+
+
+def test_devices_strategy_shards_the_models_and_matches(built, digits, tmp_path):
+    """strategy="devices": each batch's models split over the 4 CPU devices (conftest), the
+    same models as the vmapped pool's first batch (same seeds)."""
+    assert jax.device_count() == 4
+    _, out = built
+    dev = pool_lib.build_pool(tmp_path / "dev", "random_label", "full", strategy="devices", ds=digits, log=None,
+                              **{**CONFIG, "models": 4})
+    assert {b["strategy"] for s in ("retrained", "unlearned") for b in dev[s]["batches"]} == {"devices"}
+    for side in ("retrained", "unlearned"):
+        for s in pool_lib.SPLITS:
+            np.testing.assert_allclose(dev[side]["logits"][s], out[side]["logits"][s][:4], atol=2e-4, rtol=1e-4)
