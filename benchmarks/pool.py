@@ -66,7 +66,6 @@ def setup(tmp: pathlib.Path, models: int) -> dict:
     import numpy as np
 
     from jaxunlearn import data as data_lib, pool as pool_lib, runs
-    from jaxunlearn.unlearn import get_method
     ds = data_lib.load_dataset("digits")
     digits = tmp / "digits.npz"
     np.savez(digits, train_images=ds.train_images, train_labels=ds.train_labels, val_images=ds.val_images,

@@ -21,7 +21,6 @@ the command. F, the final score and the floor come from :mod:`jaxunlearn.forgett
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 import sys
 import time

@@ -709,7 +709,7 @@ def build_pool(workdir, method: str | None = "random_label", mode: str = "full",
 
 # ----------------------------------------------------------------------------- U-LiRA
 
-def _half_rows(n: int, forget_rows: np.ndarray, seed: int):
+def _half_rows(n: int, seed: int):
     """A random half of ``0..n-1`` (sorted) and the bool membership ``[n]``."""
     rng = np.random.default_rng(seed)
     half = np.sort(rng.permutation(n)[: n // 2])
@@ -760,7 +760,7 @@ def build_ulira_pool(workdir, method: str, mode: str = "full", *, dataset: str =
     in_s = np.zeros(n, bool)
     in_s[s_rows] = True
     count = shadows + targets
-    halves = [_half_rows(n, s_rows, k) for k in range(count)]
+    halves = [_half_rows(n, k) for k in range(count)]
     base_info = {"version": POOL_VERSION, "dataset": ds.name, "model": model, "forget_fraction": forget_fraction,
                  "shadows": shadows, "targets": targets, "recipe": dataclasses.asdict(recipe),
                  "forget_rows": _digest(s_rows), "data_digest": _digest(ds.train_labels, ds.train_images[:64])}
@@ -786,16 +786,15 @@ def build_ulira_pool(workdir, method: str, mode: str = "full", *, dataset: str =
         out = jax.block_until_ready(jax.jit(jax.vmap(one))(keys, rows))
         return [strategy_lib.tree_index(out, i) for i in range(len(seeds_))]
 
-    def load_states(path):
+    def read_leaves(path):
         with np.load(path) as z:
-            leaves = [z[f"leaf{i}"] for i in range(len(z.files))]
-        return leaves
+            return [z[f"leaf{i}"] for i in range(len(z.files))]
 
     def cached_states(path: pathlib.Path, build):
         template = train.init_state(net, jax.random.key(0), ds.image_shape, train.OptimConfig())
         template = TrainState(template.params, template.batch_stats, None, template.step)
         if path.is_file():
-            leaves = load_states(path)
+            leaves = read_leaves(path)
             treedef = jax.tree.structure(strategy_lib.tree_stack([template]))
             stacked = jax.tree.unflatten(treedef, [jnp.asarray(x) for x in leaves])
             k = int(jax.tree.leaves(stacked)[0].shape[0])
