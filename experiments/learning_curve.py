@@ -8,7 +8,7 @@ from jaxunlearn import evaluate, heads, report, runs
 
 
 def _heads_on(study, net, state, head, sub, fc):
-    ds = study.ds
+    ds = study.ds_all
     sub_ds = ds._replace(train_images=ds.train_images[sub], train_labels=ds.train_labels[sub])
     f = evaluate.extract(net, state, sub_ds, head)
     h = heads.evaluate_heads(jnp.asarray(f.train_feats["features"]), jnp.asarray(sub_ds.train_labels),
@@ -26,7 +26,8 @@ def run(study) -> str:
         curves = json.loads(path.read_text())["curves"]
     else:
         rng = np.random.default_rng(0)
-        sub = np.sort(rng.choice(len(study.ds.train_labels), min(10000, len(study.ds.train_labels)), replace=False))
+        sub = np.sort(rng.choice(len(study.ds_all.train_labels), min(10000, len(study.ds_all.train_labels)),
+                                 replace=False))
         fc = list(c.forget_sets[0])
         curves = {}
         for r in c.curve_methods:

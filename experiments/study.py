@@ -68,7 +68,11 @@ class Study:
         self.workdir = pathlib.Path(workdir)
         self.data_dir = data_dir
         self.progress = progress
+        # ds: the training split with 10 % held out, for the models that select their best epoch
+        # on it (original, retrained, the CMF model); ds_all: the whole training split, which
+        # every unlearning run and evaluation uses, as in the authors' code (docs/parity.md row 10)
         self.ds = data_lib.load_dataset(config.dataset, data_dir, max_train=config.max_train)
+        self.ds_all = data_lib.whole_training_set(self.ds)
         self.seeds = tuple(int(x) for x in config.seeds)
         self._models: dict = {}
         self._evals: dict = {}
@@ -218,7 +222,7 @@ class Study:
         plan = strategy_lib.choose(net, sources[0][1].params, self.ds.image_shape, settings.batch_size,
                                    len(seeds), self.config.strategy, traceable=method.traceable)
         self._record_strategy(base, plan)
-        problem = make_problem(self.ds, self.forget_spec(i))
+        problem = make_problem(self._unlearn_ds(run), self.forget_spec(i))
         if plan["strategy"] == "loop":
             return [self._unlearn(run, i, src, seed=s) for s, src in zip(seeds, sources)]
         t0 = time.perf_counter()
@@ -233,6 +237,11 @@ class Study:
         info = self._run_info(run, i, method, hparams, settings)
         return [(net, strategy_lib.tree_index(stacked, j), info["head"], info,
                  {"runtime_s": per, "history": [], "strategy": plan["strategy"]}) for j in range(len(seeds))]
+
+    def _unlearn_ds(self, run: MethodRun) -> data_lib.Dataset:
+        """The data of an unlearning run: the whole training split, except for the CMF
+        fine-tuning that makes the CMF model (the authors hold 10 % out there too)."""
+        return self.ds if run.method == "cmf_finetune" else self.ds_all
 
     def _method_setup(self, run: MethodRun):
         """``(method, hparams, settings)`` of ``run``: the dataset's preset, then the run's overrides."""
@@ -254,7 +263,7 @@ class Study:
         seed = self._seed(seed)
         method, hparams, settings = self._method_setup(run)
         net, state, _, _ = source
-        problem = make_problem(self.ds, self.forget_spec(i))
+        problem = make_problem(self._unlearn_ds(run), self.forget_spec(i))
         with self._polled():
             result = unlearn(method, unlearn_key(seed, i), net, state, problem,
                              hparams, settings, on_chunk=on_chunk, chunk=chunk, should_stop=self.stop,
@@ -288,7 +297,7 @@ class Study:
             feats = self.features(own, seed, model, shared=name in ("original", "cmf_original", "retrain"))
             refs = {"original": self.features("original", seed, self.original(seed), shared=True),
                     "retrained": self.features(f"retrain-{self.tag(i)}", seed, self.retrained(i, seed), shared=True)}
-            out = evaluate.evaluate_model(net, state, self.ds, fc, head=head, features=feats, **refs, **kw)
+            out = evaluate.evaluate_model(net, state, self.ds_all, fc, head=head, features=feats, **refs, **kw)
             runs.write_json_atomic(path, out)
             self.log(f"evaluated {key} in {time.perf_counter() - t:.0f} s: full {_pct(out['full'])}, "
                      f"LP {_pct(out['lp'])}, NCC {_pct(out['ncc'])} (retain / forget %)")
@@ -303,7 +312,7 @@ class Study:
         if key in self._features:
             return self._features[key]
         net, state, head, _ = model
-        f = evaluate.extract(net, state, self.ds, head)
+        f = evaluate.extract(net, state, self.ds_all, head)
         if shared:
             self._features[key] = f
         return f

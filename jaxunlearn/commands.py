@@ -171,7 +171,7 @@ def cmd_unlearn(args) -> int:
     from jaxunlearn import multiseed, seeds as seeds_lib
     seed_list = None if args.seeds is None else seeds_lib.parse_seeds(args.seeds)
     src = runs.load_run(multiseed.source_dir(args.source, seed_list), args.data_dir)
-    ds = src.dataset
+    ds = data_lib.whole_training_set(src.dataset)  # unlearning uses every training row (parity row 10)
     spec = data_lib.parse_forget(args.forget, ds.num_classes, seed=args.seed)
     data_lib.forget_split(ds, spec)  # refuses an empty forget set before anything is written
     mode = "classifier_only" if args.classifier_only else "cmf" if (args.cmf or src.info.get("head") == "cmf") else "full"
@@ -275,10 +275,10 @@ def cmd_evaluate(args) -> int:
 def _evaluate_one(args, workdir, original, retrained, dataset=None) -> dict:
     """``evaluate_model`` of one run directory (with CKA references if given); the output's
     ``"_dataset"`` is the loaded dataset, for the caller to reuse (``dataset``) and drop."""
-    from jaxunlearn import evaluate, runs
+    from jaxunlearn import data as data_lib, evaluate, runs
 
     run = runs.load_run(workdir, args.data_dir, dataset=dataset)
-    ds = run.dataset
+    ds = data_lib.whole_training_set(run.dataset)  # heads fitted on every training row (parity row 10)
     forget, record = _run_forget_set(args, run, workdir)
     refs = {}
     for name, path in (("original", original), ("retrained", retrained)):
@@ -319,7 +319,7 @@ def _run_forget_set(args, run, workdir):
     ``forget_spec``; older runs: their class list, or their ``forget`` text with their seed)."""
     from jaxunlearn import data as data_lib, evaluators, multiseed, runs
 
-    ds = run.dataset
+    ds = data_lib.whole_training_set(run.dataset)  # the rows unlearning and evaluation use
     if args.forget is not None:
         record = evaluators.forget_record(ds, data_lib.parse_forget(args.forget, ds.num_classes, seed=args.forget_seed))
     elif run.info.get("forget_spec"):

@@ -272,6 +272,22 @@ def load_dataset(name: str, data_dir: str | None = None, val_fraction: float = 0
                    NUM_CLASSES[name], mean, std)
 
 
+def whole_training_set(ds: Dataset) -> Dataset:
+    """``ds`` with its validation split put back into the training split (appended, so the
+    training rows keep their indices) and an empty validation split.
+
+    The authors hold 10 % of the training split out only while pre-training (and CMF
+    fine-tuning) select their best epoch; unlearning, the probes' training features, NCC and
+    CMF class means use the whole training split (docs/parity.md, row 10). Training commands
+    use :func:`load_dataset`'s split; unlearning and evaluation use this view of it.
+    """
+    if not len(ds.val_labels):
+        return ds
+    return ds._replace(train_images=np.concatenate([ds.train_images, ds.val_images]),
+                       train_labels=np.concatenate([ds.train_labels, ds.val_labels]),
+                       val_images=ds.val_images[:0], val_labels=ds.val_labels[:0])
+
+
 def _stratified_take(labels, fraction, rng):
     idx = []
     for c in np.unique(labels):

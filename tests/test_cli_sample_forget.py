@@ -22,9 +22,9 @@ def sample_run(tmp_path_factory):
 
 def _saved(root):
     """The saved model's logits and features on both splits (the model's own forward pass) and
-    the forgotten indices drawn as the run drew them (seed 4)."""
+    the forgotten indices drawn as the run drew them (seed 4, over the whole training split)."""
     run = runs.load_run(root / "rl")
-    ds = run.dataset
+    ds = data_lib.whole_training_set(run.dataset)  # unlearning and evaluation use every training row
     predict = train.make_predict(run.net, 1000)
     out = {}
     for split, images in (("train", ds.train_images), ("test", ds.test_images)):
