@@ -498,3 +498,29 @@ def test_neggrad_plus_batchnorm_sees_the_forget_batch_first(trained_cnn, problem
     for a, b in zip(jax.tree.leaves(bs), jax.tree.leaves(bs_fr)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
     assert not all(np.allclose(a, b) for a, b in zip(jax.tree.leaves(bs), jax.tree.leaves(bs_r)))
+
+
+def test_salun_attack_labels_on_float_inputs_step_in_input_space(digits):
+    """A net that reads float inputs as they are (mean/std None): the FGSM step is taken on
+    the inputs themselves, no pixel clamping or 8-bit rounding, and eps 0 gives argmax f(x)."""
+    import jaxunlearn as ju
+    from jaxunlearn.unlearn import boundary_shrink as bs
+    x = digits.train_images[:64].astype(np.float32) / 16.0
+    ds = ju.dataset_from_arrays((x, digits.train_labels[:64]), (x, digits.train_labels[:64]))
+    net = ju.as_net("mlp", ds)
+    assert net.mean is None and net.std is None
+    params, bstats = net.init(jax.random.key(0), ds.image_shape)
+    images, labels = jnp.asarray(x), jnp.asarray(digits.train_labels[:64])
+    logits, _, _ = net.forward(params, bstats, images, False)
+    np.testing.assert_array_equal(bs.salun_attack_labels(net, params, bstats, images, labels, 0.0),
+                                  np.asarray(jnp.argmax(logits, -1)))
+    eps = 0.5
+
+    def ce(v):
+        out, _, _ = net.forward(params, bstats, v, False)
+        return train.cross_entropy(out, labels)
+
+    x_adv = images + eps * jnp.sign(jax.grad(ce)(images))
+    want, _, _ = net.forward(params, bstats, x_adv, False)
+    np.testing.assert_array_equal(bs.salun_attack_labels(net, params, bstats, images, labels, eps),
+                                  np.asarray(jnp.argmax(want, -1)))

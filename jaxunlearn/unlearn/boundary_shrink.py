@@ -58,22 +58,27 @@ def salun_attack_labels(net, params, batch_stats, images, labels, eps):
     Args:
       net: the attack network (inference mode).
       params, batch_stats: its weights.
-      images: uint8 ``[B, H, W, C]``.
+      images: uint8 ``[B, H, W, C]`` (or float inputs of a net without normalisation: the step
+        is then taken on them as they are, unclamped).
       labels: ``[B]`` int true labels.
-      eps: step size in pixel units of ``[0, 1]``.
+      eps: step size in pixel units of ``[0, 1]`` (input units for float inputs).
 
     Returns:
       ``[B]`` int32 labels (no gradient flows through them).
     """
-    mean, std = jnp.asarray(net.mean, jnp.float32), jnp.asarray(net.std, jnp.float32)
-    x = images.astype(jnp.float32) / 255.0
+    if net.mean is None and net.std is None:  # float inputs, used as they are: a plain step in input space
+        x, to_model, to_pixels = images.astype(jnp.float32), (lambda v: v), (lambda v: v)
+    else:
+        mean, std = jnp.asarray(net.mean, jnp.float32), jnp.asarray(net.std, jnp.float32)
+        x, to_model = images.astype(jnp.float32) / 255.0, (lambda v: (v - mean) / std)
+        to_pixels = lambda v: jnp.round(jnp.clip(v, 0.0, 1.0) * 255.0) / 255.0
 
     def ce(x):
-        logits, _, _ = net.forward_normalized(params, batch_stats, (x - mean) / std, False)
+        logits, _, _ = net.forward_normalized(params, batch_stats, to_model(x), False)
         return train.cross_entropy(logits, labels)
 
-    x_adv = jnp.round(jnp.clip(x + eps * jnp.sign(jax.grad(ce)(x)), 0.0, 1.0) * 255.0) / 255.0
-    logits, _, _ = net.forward_normalized(params, batch_stats, (x_adv - mean) / std, False)
+    x_adv = to_pixels(x + eps * jnp.sign(jax.grad(ce)(x)))
+    logits, _, _ = net.forward_normalized(params, batch_stats, to_model(x_adv), False)
     return jax.lax.stop_gradient(jnp.argmax(logits, -1).astype(jnp.int32))
 
 
