@@ -40,3 +40,11 @@ def test_quickstart_runs_verbatim(tmp_path):
     for head, forget in printed.items():
         assert 0.0 <= float(forget) <= 1.0, (head, forget)
     assert re.search(r"original model: test accuracy 0\.\d{3}", out.stdout), out.stdout
+
+
+def test_docs_copy_is_the_readme_block():
+    """docs/quickstart.md repeats the README's block; the two must not drift apart."""
+    readme = BLOCK.findall((ROOT / "README.md").read_text())
+    doc = BLOCK.findall((ROOT / "docs" / "quickstart.md").read_text())
+    assert len(readme) == 1, "README.md must hold the quick-start block (between the markers)"
+    assert doc == readme, "docs/quickstart.md's quick-start differs from README.md's: copy one to the other"
