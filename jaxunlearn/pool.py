@@ -739,9 +739,14 @@ def build_ulira_pool(workdir, method: str, mode: str = "full", *, dataset: str =
     original shadows and the retrained targets do not depend on the method and are stored
     once per workdir (``ulira/base``); each method adds its unlearned models.
 
+    Also K *retrained shadows* (shadow k's half minus S, from scratch, seed ``4000 + k``, method-
+    independent): none saw any x in S, so they give an OUT side drawn like the retrained
+    targets (:func:`ulira_inputs` with ``out="retrained"``).
+
     Returns:
       ``{"phi_shadow" [K, E], "in_mask" [K, E], "out_mask" [K, E], "phi_target" [T, E],
-      "target_unlearned" [T] bool, "target_mask" [T, E], "forget_rows" [E], "timing"}`` with
+      "target_unlearned" [T] bool, "target_mask" [T, E], "phi_retrained_shadow" [K, E],
+      "forget_rows" [E], "timing"}`` with
       ``phi`` from :func:`jaxunlearn.forgetting_quality.phi` on each model's logits (through
       the CMF head fitted on its own half for cmf-mode methods).
     """
@@ -854,18 +859,45 @@ def build_ulira_pool(workdir, method: str, mode: str = "full", *, dataset: str =
                     f"a U-LiRA pool of {method_obj.name} ({mode})", "choose another --workdir")
     unlearned = cached_states(mdir / "unlearned.npz",
                               lambda: unlearn_all(unl_ids, method_obj, hparams, settings, sources, 0))
+    # retrained shadows: shadow k's half minus S, trained from scratch (seed 4000 + k), as the
+    # retrained targets are; method-independent, stored once
+    retrained_shadows = cached_states(base / "retrained_shadows.npz", lambda: train_rows(
+        [np.setdiff1d(halves[k][0], s_rows) for k in range(shadows)], [4000 + k for k in range(shadows)]))
     by_id = dict(zip(unl_ids, unlearned))
     by_id.update(dict(zip(retr_ids, retrained)))
-    ordered = [by_id[k] for k in range(count)]
+    ordered = [by_id[k] for k in range(count)] + list(retrained_shadows)
     params, batch_stats = _stack(ordered)
     tr_logits, tr_feats = model_outputs(net, params, batch_stats, ds.train_images)
-    member = np.stack([m for _, m in halves])
+    member = np.stack([m for _, m in halves] + [halves[k][1] for k in range(shadows)])
     if mode == "cmf":
         tr_logits = _cmf_logits(tr_feats, ds.train_labels, tr_feats, ds.num_classes, member.astype(np.float32))
     labels = ds.train_labels[s_rows]
     phi_all = np.asarray(fq.phi(tr_logits[:, s_rows], labels))
     in_half = member[:, s_rows]
     return {"phi_shadow": phi_all[:shadows], "in_mask": in_half[:shadows], "out_mask": ~in_half[:shadows],
-            "phi_target": phi_all[shadows:],
+            "phi_target": phi_all[shadows:count],
             "target_unlearned": np.asarray([t % 2 == 0 for t in range(targets)]),
-            "target_mask": in_half[shadows:], "forget_rows": s_rows, "timing": timing}
+            "target_mask": in_half[shadows:count], "phi_retrained_shadow": phi_all[count:],
+            "forget_rows": s_rows, "timing": timing}
+
+
+def ulira_inputs(arrays: dict, out: str = "shadows") -> tuple:
+    """The arguments of :func:`jaxunlearn.forgetting_quality.ulira` from :func:`build_ulira_pool`.
+
+    ``out="shadows"``: OUT(x) = unlearned shadows never trained on x (the spec); ``"retrained"``:
+    OUT(x) = the retrained shadows (never trained on any x of S), IN as before. Examples
+    without an IN or OUT shadow are left out of the target mask.
+
+    Returns:
+      ``(phi_shadow, in_mask, out_mask, phi_target, target_unlearned, target_mask)``.
+    """
+    sh, im, om = arrays["phi_shadow"], arrays["in_mask"], arrays["out_mask"]
+    if out == "retrained":
+        rs = arrays["phi_retrained_shadow"]
+        sh = np.concatenate([sh, rs])
+        im = np.concatenate([im, np.zeros(rs.shape, bool)])
+        om = np.concatenate([np.zeros(arrays["out_mask"].shape, bool), np.ones(rs.shape, bool)])
+    elif out != "shadows":
+        raise ValueError(f"out must be 'shadows' or 'retrained', got {out!r}")
+    scorable = (im.sum(0) >= 1) & (om.sum(0) >= 1)
+    return sh, im, om, arrays["phi_target"], arrays["target_unlearned"], arrays["target_mask"] & scorable[None]
