@@ -127,3 +127,23 @@ def test_devices_strategy_shards_the_models_and_matches(built, digits, tmp_path)
     for side in ("retrained", "unlearned"):
         for s in pool_lib.SPLITS:
             np.testing.assert_allclose(dev[side]["logits"][s], out[side]["logits"][s][:4], atol=2e-4, rtol=1e-4)
+
+
+def test_ulira_inputs_choose_the_out_side():
+    """OUT = the stand-in shadows (spec) or the retrained shadows; unscorable examples dropped."""
+    rng = np.random.default_rng(0)
+    k, e, t = 4, 6, 2
+    in_mask = np.array([[1, 0, 1, 0, 1, 1]] * 2 + [[0, 1, 0, 1, 0, 1]] * 2, bool)  # example 5: no OUT shadow
+    arrays = {"phi_shadow": rng.normal(size=(k, e)), "in_mask": in_mask, "out_mask": ~in_mask,
+              "phi_target": rng.normal(size=(t, e)), "target_unlearned": np.array([True, False]),
+              "target_mask": np.ones((t, e), bool), "phi_retrained_shadow": rng.normal(size=(3, e))}
+    sh, im, om, pt, y, tm = pool_lib.ulira_inputs(arrays, "shadows")
+    np.testing.assert_array_equal(sh, arrays["phi_shadow"])
+    np.testing.assert_array_equal(tm, np.array([[1, 1, 1, 1, 1, 0]] * 2, bool))
+    sh, im, om, pt, y, tm = pool_lib.ulira_inputs(arrays, "retrained")
+    assert sh.shape == (7, e) and np.array_equal(sh[4:], arrays["phi_retrained_shadow"])
+    np.testing.assert_array_equal(im, np.concatenate([in_mask, np.zeros((3, e), bool)]))
+    np.testing.assert_array_equal(om, np.concatenate([np.zeros((k, e), bool), np.ones((3, e), bool)]))
+    assert tm.all()  # every example has IN and retrained OUT shadows
+    with pytest.raises(ValueError, match="out must be"):
+        pool_lib.ulira_inputs(arrays, "targets")
