@@ -107,8 +107,28 @@ def learning_rate(cfg: OptimConfig, base_lr: jax.Array, step: jax.Array, total_s
 
 
 def init_state(net: Net, key: jax.Array, image_shape, cfg: OptimConfig) -> TrainState:
+    """Initial parameters, BatchNorm statistics and optimiser state (step 0) for ``key``.
+
+    Runs as one compiled program (cached per ``(net, image_shape, cfg)``): run eagerly, Flax's
+    init dispatched and compiled every initialiser op on its own, ~4 s of a short ``train``
+    command on the 2-core CPU (benchmarks/README.md). Same bits as the eager init, and as the
+    init traced inside :func:`make_train`.
+    """
+    try:
+        init = _jit_init(net, tuple(image_shape), cfg)
+    except TypeError:  # an unhashable net (e.g. array fields): eager
+        return _init_state(net, key, tuple(image_shape), cfg)
+    return init(key)
+
+
+def _init_state(net, key, image_shape, cfg):
     params, batch_stats = net.init(key, image_shape)
     return fresh_optimizer(TrainState(params, batch_stats, None, jnp.zeros((), jnp.int32)), cfg)
+
+
+@functools.lru_cache(maxsize=32)
+def _jit_init(net, image_shape, cfg):
+    return jax.jit(lambda key: _init_state(net, key, image_shape, cfg))
 
 
 def fresh_optimizer(state: TrainState, cfg: OptimConfig) -> TrainState:
