@@ -172,18 +172,28 @@ def commands(entries):
 def attempts_table(att):
     out = []
     for e in att:
+        if e.get("kind") == "note":
+            out.append(f"#### `{e['name']}` ({e['date']})\n\n`{e['command']}`: eager {e['eager_s']} s, jitted "
+                       f"{e['jit_s']} s (load average {e['loadavg']}). {e['decision']}.\n")
+            continue
         t = e["torch"]
         out.append(f"#### `{e['name']}` ({e['date']})\n")
         tv = [(k.removeprefix("torch: "), v) for k, v in e.get("variants", {}).items() if k.startswith("torch")]
-        out.append(f"PyTorch reference: {fmt_side(e, t)}, {t['cpu_median_s']:.2f} CPU s per run ({t.get('config')}; "
+        out.append(f"PyTorch reference: {fmt_side(e, t)}, {t['cpu_median_s']:.2f} CPU s per run ({t.get('config')}"
+                   + ("; " if t.get("other_configs") or tv else "")
                    + ", ".join(f"{c}: {v['median_s']:.2f} s/run" for c, v in t.get("other_configs", {}).items())
                    + "".join(f"; {k}: {fmt_side(e, v)}" for k, v in tv) + ").\n")
-        out.append("| JAX configuration | img/s median (range) | ratio PyTorch/JAX | CPU s per run (median) | cores busy |")
+        if e.get("what"):
+            out.append(f"{e['what']}; {e.get('label', '')}. Command: `{e.get('command', '')}`; load average "
+                       f"during the runs: {', '.join(f'{x[0]:.1f}' for x in e.get('loadavg_during', []))}.\n")
+        unit = "img/s median (range)" if e["unit"] == "img/s" else "wall s median (range)"
+        out.append(f"| JAX configuration | {unit} | ratio PyTorch/JAX | CPU s per run (median) | cores busy |")
         out.append("|---|---|---|---|---|")
         j = e["jax"]
-        rows = [("library default (host loop, no flags)", j, e.get("ratio"))]
+        first = "library default (host loop, no flags)" if e["unit"] == "img/s" else "library (this run's code)"
+        rows = [(first, j, e.get("ratio"))]
         rows += [(k.removeprefix("jax: "), v, v.get("ratio")) for k, v in e.get("variants", {}).items()
-                 if k.startswith("jax")]
+                 if k.startswith("jax") or e["unit"] == "s"]
         for label, f, r in rows:
             if "median_s" not in f:
                 out.append(f"| {label} | error | | | |")
@@ -288,6 +298,81 @@ NOTES = """* What the attempts show (numbers in the tables above): most of the J
 * JAX on GPU: `gpu.sh` (not run here; no GPU on this machine)."""
 
 
+def extra_sections() -> str:
+    """TFDS loading, k-NN memory and the like-for-like evaluation figures (their own JSON files)."""
+    text = ""
+    tf = load("tfds_load.json")
+    if tf:
+        text += (f"\n## TFDS split loading (`tfds_load.json`)\n\nMeasured {tf['date']} with `{tf['command']}` "
+                 "(splits from `tfds.testing.mock_data`; see the script's docstring). Examples/s, median:\n\n"
+                 "| split | examples | record by record (before) | batched (`data._read_split`) | speed-up "
+                 "| mock generator alone (floor) | load average |\n|---|---|---|---|---|---|---|\n")
+        for r in tf["splits"]:
+            e = r["examples_per_s"]
+            text += (f"| {r['dataset']} {'x'.join(map(str, r['image_shape']))} | {r['num_examples']:,} | "
+                     f"{e['record_by_record']:.0f} | {e['batched']:.0f} | "
+                     f"**{r['speedup_batched_vs_record_by_record']:.2f}** | {e['mock_floor']:.0f} | "
+                     f"{r['loadavg'][0]:.1f} |\n")
+    km = load("knn_memory.json")
+    if km:
+        text += (f"\n## k-NN peak memory (`knn_memory.json`)\n\nMeasured {km['date']} with `{km['command']}`: "
+                 f"cosine {km['k']}-NN of {km['queries']:,} queries, {km['dim']}-d float32 features, one process "
+                 "per row; extra peak = peak RSS after k-NN minus the resident memory just before it. "
+                 f"Predictions of the two variants agree: {km['variants_agree']}.\n\n"
+                 )
+        variants = list(dict.fromkeys(r["variant"] for r in km["rows"]))
+        names = {"chunked": "chunked (default)", "query_chunks_only": "query chunks only (before)"}
+        text += ("| train rows N | inputs MiB | " + " | ".join(f"extra peak MiB / s: {names.get(v, v)}" for v in variants)
+                 + " |\n|---|---|" + "---|" * len(variants) + "\n")
+        by = {}
+        for r in km["rows"]:
+            by.setdefault(r["n"], {})[r["variant"]] = r
+        for n, v in sorted(by.items()):
+            inputs = next((r["inputs_mib"] for r in v.values() if "inputs_mib" in r), None)
+            cells = [f"{v[x]['extra_peak_mib']:.0f} / {v[x]['seconds']:.1f}" if "extra_peak_mib" in v.get(x, {})
+                     else "error" for x in variants]
+            text += f"| {n:,} | {inputs:.0f} | " + " | ".join(cells) + " |\n"
+    el = load("eval_like.json")
+    if el:
+        text += (f"\n## Like-for-like evaluation figures (`eval_like.json`)\n\nMeasured {el['date']} with "
+                 f"`{el['command']}` on {el['features'][0]:,} x {el['features'][1]} train / {el['test'][0]:,} test "
+                 "features (`common.make_features`), median wall time, sides interleaved; load average "
+                 f"{el['loadavg_start'][0]:.1f} at the start, {el['loadavg_end'][0]:.1f} at the end.\n\n"
+                 "| comparison | JAX | reference | ratio reference/JAX time | accuracy JAX / reference |\n"
+                 "|---|---|---|---|---|\n")
+        lb = el.get("lbfgs_probe")
+        if lb:
+            sk = lb["sklearn_config"]
+            text += (f"| L-BFGS probe: `heads.linear_probe_fit` vs scikit-learn `LogisticRegression` ({sk}) | "
+                     f"{lb['median_s']['jax']:.2f} s | {lb['median_s'][sk]:.2f} s | **{lb['ratio_sklearn_over_jax']:.2f}** | "
+                     f"{lb['test_accuracy']['jax']:.4f} / {lb['test_accuracy'][sk]:.4f} (predictions agree on "
+                     f"{100 * lb['prediction_agreement']:.1f} %) |\n")
+        nc = el.get("ncc_nc")
+        if nc:
+            npc = nc["numpy_config"]
+            text += (f"| NCC + 10 NC metrics vs float64 NumPy ({npc}) | {nc['median_s']['jax']:.2f} s | "
+                     f"{nc['median_s'][npc]:.2f} s | **{nc['ratio_numpy_over_jax']:.2f}** | NCC "
+                     f"{nc['ncc_test_accuracy']['jax']:.4f} / {nc['ncc_test_accuracy'][npc]:.4f}; NC metrics' largest "
+                     f"relative difference {nc['max_rel_diff']:.1e} |\n")
+        ff = el.get("features_vs_forward")
+        if ff:
+            ips = ff["images_per_s"]
+            text += (f"| feature extraction (`train.make_predict`) vs forward (logits only), {ff['what']} | "
+                     f"{ips['features (make_predict)']:.0f} img/s | {ips['forward (logits only)']:.0f} img/s | "
+                     f"extraction at **{ff['ratio_extract_over_forward_throughput']:.2f}** x forward throughput | – |\n")
+        res = load("results.json") or []
+        ev = next((e for e in res if e["name"] == "eval_suite"), None)
+        if ev and "sgd" in ev["jax"].get("details", {}).get("by_config", {}):
+            jd = ev["jax"]["details"]
+            t_sgd = jd["parts_median_s"]["sgd"]["probe_s"]
+            t_torch = ev["torch"].get("details", {}).get("parts_median_s", {}).get("probe_s")
+            if t_torch:
+                text += (f"| SGD probe protocol: `heads.linear_probe_sgd(standardize=True)` vs the same in PyTorch "
+                         f"(`eval_suite` row, {ev['date']}) | {t_sgd:.2f} s | {t_torch:.2f} s | **{t_torch / t_sgd:.2f}** | "
+                         f"{jd['by_config']['sgd']['probe_acc']:.4f} / {ev['torch']['details']['probe_acc']:.4f} |\n")
+    return text
+
+
 def main():
     res = load("results.json")
     att = load("attempts.json")
@@ -330,8 +415,12 @@ def main():
                  f"median img/s (range). Measured {abl['date']} with `{abl['command'].strip()}`. "
                  "Variants are described in `cnn_ablation.py`; `no BatchNorm` is a diagnostic, not a model.\n\n"
                  "| variant | img/s | vs library |\n|---|---|---|\n" + rows + "\n")
+    text += extra_sections()
     gpu = load("results-gpu.json")
-    if gpu:
+    if isinstance(gpu, dict) and isinstance(gpu.get("suite"), list):
+        text += (f"\n## GPU (`results-gpu.json`, {gpu['date']}, {gpu['total_wall_s']} s in all)\n\n"
+                 + main_table(gpu["suite"]) + "\n\nSteps: " + "; ".join(gpu.get("status", [])) + "\n")
+    elif isinstance(gpu, list):
         text += "\n## GPU (`results-gpu.json`)\n\n" + main_table(gpu) + "\n"
     (HERE / "README.md").write_text(text)
     print(f"wrote {HERE / 'README.md'}")

@@ -447,7 +447,6 @@ def _l2_normalize(x):
     return x / jnp.where(norm > 0, norm, 1.0)
 
 
-@functools.partial(jax.jit, static_argnames=("k", "metric", "num_classes", "chunk_size", "train_chunk"))
 def knn_predict(train_x, train_y, x, k: int = 5, metric: str = "cosine", *,
                 num_classes: int, chunk_size: int = 256, train_chunk: int | None = 8192) -> jax.Array:
     """k-nearest-neighbour majority vote, chunked over queries and over training rows.
@@ -458,8 +457,13 @@ def knn_predict(train_x, train_y, x, k: int = 5, metric: str = "cosine", *,
     ``train_chunk``, keeping a running top-``k`` (the block's own top-``k`` merged with the
     best so far), so the largest intermediate is a ``[chunk_size, train_chunk]`` score block
     (256 x 8192 floats = 8 MiB) whatever ``N`` and ``M``: no ``[M, N]`` (or ``[chunk, N]``)
-    distance matrix and no normalised copy of ``train_x``. ``train_chunk=None`` scores each
-    query chunk against all ``N`` rows at once (``[chunk_size, N]``).
+    distance matrix and no copy of ``train_x``. ``train_chunk=None`` scores each query chunk
+    against all ``N`` rows at once (``[chunk_size, N]``).
+
+    With concrete arrays the chunks are a host loop over one jitted block step (an XLA loop
+    would copy ``train_x`` into its loop state: measured 3x the features' size at 200k rows,
+    benchmarks/knn_memory.py); called under a JAX transformation (traced inputs) the same
+    computation runs as ``lax.map`` / ``lax.scan`` instead.
 
     Tie-breaking: among classes with the same vote count the **smallest label** wins
     (``argmax`` returns the first maximum), which is what
@@ -480,6 +484,72 @@ def knn_predict(train_x, train_y, x, k: int = 5, metric: str = "cosine", *,
     Returns:
       ``[M]`` int32 predicted classes.
     """
+    if metric not in ("cosine", "euclidean"):
+        raise ValueError(f"unknown metric {metric!r}; use 'cosine' or 'euclidean'")
+    n = jnp.shape(train_x)[0]
+    if not 1 <= k <= n:
+        raise ValueError(f"k={k} neighbours asked for, but there are {n} training rows; pass k in 1..{n}")
+    if any(isinstance(v, jax.core.Tracer) for v in (train_x, train_y, x)):
+        return _knn_traced(train_x, train_y, x, k, metric, num_classes=num_classes, chunk_size=chunk_size,
+                           train_chunk=train_chunk)
+    t = jnp.asarray(train_x, jnp.float32)
+    labels = jnp.asarray(train_y, jnp.int32)
+    tc = n if train_chunk is None else max(min(int(train_chunk), n), k)
+    prep, q = _knn_prepare(t, jnp.asarray(x, jnp.float32), metric)
+    m = q.shape[0]
+    preds = []
+    for c0 in range(0, m, chunk_size):
+        qc = q[c0:c0 + chunk_size]
+        if qc.shape[0] < chunk_size:  # one compiled shape for every chunk
+            qc = jnp.pad(qc, ((0, chunk_size - qc.shape[0]), (0, 0)))
+        best = (jnp.full((chunk_size, k), -jnp.inf, jnp.float32), jnp.zeros((chunk_size, k), jnp.int32))
+        for lo in range(0, n, tc):
+            best = _knn_block(t, prep, qc, best, jnp.int32(min(lo, n - tc)), jnp.int32(lo), k=k, tc=tc,
+                              metric=metric)
+        preds.append(_knn_vote(best[1], labels, num_classes=num_classes))
+    return jnp.concatenate(preds)[:m]
+
+
+@functools.partial(jax.jit, static_argnames=("metric",))
+def _knn_prepare(t, q, metric):
+    """Per-row scale of ``t`` (cosine: ``1 / |t|``) or its mean (euclidean), and the prepared queries."""
+    if metric == "cosine":
+        norm = jnp.sqrt(jnp.sum(t * t, axis=1))
+        return 1.0 / jnp.where(norm > 0, norm, 1.0), _l2_normalize(q)
+    center = jnp.mean(t, axis=0)
+    return center, q - center
+
+
+@functools.partial(jax.jit, static_argnames=("k", "tc", "metric"))
+def _knn_block(t, prep, qc, best, start, lo, *, k, tc, metric):
+    """Merges the top-``k`` of training rows ``[start, start + tc)`` (those below ``lo`` masked,
+    already seen) into ``best = (scores [C, k], rows [C, k])``."""
+    tb = jax.lax.dynamic_slice_in_dim(t, start, tc)
+    rows = start + jnp.arange(tc)
+    if metric == "euclidean":
+        tb = tb - prep
+        score = 2.0 * _mm(qc, tb.T) - jnp.sum(tb * tb, axis=1)[None, :]  # larger is nearer
+    else:
+        score = _mm(qc, tb.T) * jax.lax.dynamic_slice_in_dim(prep, start, tc)[None, :]
+    score = jnp.where((rows >= lo)[None, :], score, -jnp.inf)
+    s, j = jax.lax.top_k(score, k)
+    # earlier rows first, so equal scores keep the lower row index (as one top_k would)
+    s = jnp.concatenate([best[0], s], axis=1)
+    i = jnp.concatenate([best[1], rows[j]], axis=1)
+    s, j = jax.lax.top_k(s, k)
+    return s, jnp.take_along_axis(i, j, axis=1)
+
+
+@functools.partial(jax.jit, static_argnames=("num_classes",))
+def _knn_vote(idx, labels, *, num_classes):
+    votes = jnp.sum(jax.nn.one_hot(labels[idx], num_classes, dtype=jnp.int32), axis=1)
+    return jnp.argmax(votes, axis=-1).astype(jnp.int32)
+
+
+@functools.partial(jax.jit, static_argnames=("k", "metric", "num_classes", "chunk_size", "train_chunk"))
+def _knn_traced(train_x, train_y, x, k: int = 5, metric: str = "cosine", *,
+                num_classes: int, chunk_size: int = 256, train_chunk: int | None = 8192) -> jax.Array:
+    """:func:`knn_predict` for traced inputs: the same blocks in ``lax.map`` / ``lax.scan``."""
     if metric not in ("cosine", "euclidean"):
         raise ValueError(f"unknown metric {metric!r}; use 'cosine' or 'euclidean'")
     t = jnp.asarray(train_x, jnp.float32)

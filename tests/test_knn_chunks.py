@@ -56,3 +56,13 @@ def test_k_out_of_range_is_refused():
     x, y, xt = clusters(10, 3)
     with pytest.raises(ValueError, match="k=11 neighbours"):
         heads.knn_predict(x, y, xt, 11, "cosine", num_classes=6)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_traced_path_equals_host_loop(metric):
+    import jax
+    x, y, xt = clusters(300, 70)
+    host = heads.knn_predict(x, y, xt, 5, metric, num_classes=6, chunk_size=32, train_chunk=64)
+    traced = jax.jit(lambda a, b, c: heads.knn_predict(a, b, c, 5, metric, num_classes=6, chunk_size=32,
+                                                         train_chunk=64))(x, y, xt)
+    np.testing.assert_array_equal(np.asarray(host), np.asarray(traced))
