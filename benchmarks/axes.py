@@ -119,10 +119,19 @@ class JaxStage:
         self.plan_s = time.perf_counter() - t0
         self.states, self.info, self.net = {}, {}, None
         self.configs = list(STAGES)
+        # seconds JAX spends tracing / lowering / compiling (jax.monitoring duration events), per stage
+        self.compile_s, self._events = {}, {}
+
+        def listen(event, duration, **kw):
+            if "compil" in event or "lower" in event or "trac" in event:
+                self._events[event] = self._events.get(event, 0.0) + duration
+
+        jax.monitoring.register_event_duration_secs_listener(listen)
 
     def run(self, stage):
         from jaxunlearn import seeds as seeds_lib
         from jaxunlearn.unlearn import sweep
+        before = dict(self._events)
         if stage == "original":
             self.net, st, info = seeds_lib.train_seeds(self.ds, self.model, self.recipe, self.seeds, strategy="auto")
         elif stage == "retrain":
@@ -137,6 +146,7 @@ class JaxStage:
         self.jax.block_until_ready([s.params for s in st])
         self.states[stage] = st
         self.info[stage] = {k: info.get(k) for k in ("strategy", "strategy_reason", "measured")}
+        self.compile_s[stage] = {k: v - before.get(k, 0.0) for k, v in self._events.items() if v - before.get(k, 0.0) > 0}
 
     def finish(self):
         import jax.numpy as jnp
@@ -156,7 +166,7 @@ class JaxStage:
             acc[stage] = rows
         import jax
         return {"framework": "jax", "version": jax.__version__, "backend": jax.default_backend(),
-                "seeds": self.seeds, "accuracy": acc, "strategies": self.info, "plans_before_timing": self.plans,
+                "seeds": self.seeds, "accuracy": acc, "strategies": self.info, "compile_events_s": self.compile_s, "plans_before_timing": self.plans,
                 "plan_measure_s": self.plan_s, "rl_hparams": {k: float(v) for k, v in self.hparams.items()},
                 "rl_settings": {"epochs": self.settings.epochs, "batch_size": self.settings.batch_size,
                                 "optimizer": self.settings.optimizer, "momentum": self.settings.momentum,
@@ -243,7 +253,7 @@ def side_figure(side, stage_names, command):
             "stages_cpu_s": {s: tm[s]["cpu_median_s"] for s in stage_names},
             "details": {k: res[k] for k in ("seeds", "accuracy", "strategies", "plans_before_timing", "plan_measure_s",
                                             "rl_hparams", "rl_settings", "rl_preset", "recipe", "retrain_recipe",
-                                            "xla_flags", "threads", "best_epochs", "what", "setup_and_warmup_s", "backend")
+                                            "xla_flags", "threads", "best_epochs", "compile_events_s", "what", "setup_and_warmup_s", "backend")
                         if k in res}}
 
 
