@@ -587,7 +587,7 @@ def load_states(workdir, side: str = "retrained", method: str | None = None, mod
     d = workdir / "retrained" if side == "retrained" else workdir / "unlearned" / f"{method}-{mode}"
     out = {}
     for f in sorted(d.glob("state-*.npz")):
-        with np.load(f) as z:
+        with np.load(f, allow_pickle=False) as z:
             leaves = [jnp.asarray(z[k]) for k in sorted(z.files)]
         shape = _image_shape(workdir)
         params, bs = net.init(jax.random.key(0), shape)
@@ -609,7 +609,7 @@ def _read_side(directory: pathlib.Path, count: int, batch: int, head: str) -> di
                        "run the same pool command again to finish it")
     parts, metas = [], []
     for f in files:
-        with np.load(f) as z:
+        with np.load(f, allow_pickle=False) as z:
             if f"{head}.logits.forget" not in z.files:
                 raise RunError(f"{f} has no {head!r} head outputs")
             parts.append({k: z[k] for k in z.files if k != "meta"})
@@ -641,7 +641,7 @@ def load_pool(workdir, method: str | None = None, mode: str = "full") -> dict:
     if not (workdir / "pool.json").is_file():
         raise RunError(f"{workdir} is not a pool (no pool.json)")
     cfg = runs.read_json(workdir / "pool.json")
-    with np.load(workdir / "examples.npz") as z:
+    with np.load(workdir / "examples.npz", allow_pickle=False) as z:
         rows = {s: z[f"rows.{s}"] for s in SPLITS}
         labels = {s: z[f"labels.{s}"] for s in SPLITS}
     head = "cmf" if mode == "cmf" and "cmf" in cfg["heads"] else "linear"
@@ -792,7 +792,7 @@ def build_ulira_pool(workdir, method: str, mode: str = "full", *, dataset: str =
         return [strategy_lib.tree_index(out, i) for i in range(len(seeds_))]
 
     def read_leaves(path):
-        with np.load(path) as z:
+        with np.load(path, allow_pickle=False) as z:
             return [z[f"leaf{i}"] for i in range(len(z.files))]
 
     def cached_states(path: pathlib.Path, build):

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxunlearn import checkpoint, data as data_lib, parallel, train
+from jaxunlearn import checkpoint, compiled, data as data_lib, parallel, train
 from jaxunlearn.models import get_model
 from jaxunlearn.state import Net, TrainState
 
@@ -331,9 +331,12 @@ def train_model(ds: data_lib.Dataset, model: str, recipe: Recipe, seed: int, wor
     key = jax.random.key(seed)
     k_init, k_data = jax.random.split(key)
     state = train.init_state(net, k_init, ds.image_shape, cfg)
-    step = train.make_step(net, train.supervised_loss, cfg, augment=recipe.augment())
-    run_steps = train.make_run_steps(step, {"train": recipe.batch_size}, "train",
-                                     parallel.batch_sharding(mesh) if mesh is not None else None)
+    sharding = parallel.batch_sharding(mesh) if mesh is not None else None
+    # one compiled step for every model of the same network, recipe and shapes (seeds, retrainings)
+    run_steps = compiled.cached(("train", net, cfg, recipe.augment(), recipe.batch_size, sharding),
+                                lambda: train.make_run_steps(
+                                    train.make_step(net, train.supervised_loss, cfg, augment=recipe.augment()),
+                                    {"train": recipe.batch_size}, "train", sharding))
     data = device_data(ds, mesh)
     streams = {"train": jnp.asarray(idx, jnp.int32)}
     hparams = {"lr": jnp.float32(recipe.lr)}

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxunlearn import cmf, train
+from jaxunlearn import cmf, compiled, train
 from jaxunlearn.data import Dataset, ForgetSpec, forget_split
 from jaxunlearn.models import HEAD
 from jaxunlearn.state import Net, TrainState
@@ -293,7 +293,7 @@ def _run(method: Method, net: Net, settings: Settings, key, state: TrainState, p
          run_phase: Callable, traced: bool, batch_sharding=None):
     """The one body of an unlearning run; ``run_phase`` executes a phase's epochs.
 
-    ``run_phase(i, phase, epoch_fn, state, key, data, streams, hparams, aux, before_epoch)`` returns
+    ``run_phase(i, phase, epoch_fn, runner, state, key, data, streams, hparams, aux, before_epoch)`` returns
     ``(state, history, interrupted)``: :func:`jaxunlearn.train.run_epochs` for the pure run
     (``traced``), :func:`jaxunlearn.train.fit` for the host driver.
     Returns ``(state, aux, history)``.
@@ -340,10 +340,20 @@ def _run(method: Method, net: Net, settings: Settings, key, state: TrainState, p
                                 settings.weight_decay, settings.schedule, 0, max_spe * phase.epochs,
                                 clip_norm=settings.clip_norm, step_epochs=settings.step_epochs,
                                 step_gamma=settings.step_gamma, epochs=phase.epochs)
-        loss = with_cmf(phase.loss) if settings.mode == "cmf" else phase.loss
-        step = train.make_step(run_net, loss, cfg, bn_train=settings.mode != "classifier_only",
-                               augment=train.AugmentConfig(settings.augment_pad, settings.augment_flip))
-        epoch_fn = train.Epoch(step, dict(phase.batch_sizes), phase.primary, batch_sharding, masked=traced)
+        def build(phase=phase, cfg=cfg):
+            loss = with_cmf(phase.loss) if settings.mode == "cmf" else phase.loss
+            step = train.make_step(run_net, loss, cfg, bn_train=settings.mode != "classifier_only",
+                                   augment=train.AugmentConfig(settings.augment_pad, settings.augment_flip))
+            epoch_fn = train.Epoch(step, dict(phase.batch_sizes), phase.primary, batch_sharding, masked=traced)
+            return epoch_fn, (None if traced else train.jit_runner(epoch_fn))
+
+        if traced:  # traced once by the caller's jit: nothing to reuse
+            epoch_fn, runner = build()
+        else:       # the host driver: one compiled step per (method, phase, net, config) over runs
+            # (a phase's loss depends on the settings only; hyper-parameters and aux are arguments)
+            epoch_fn, runner = compiled.cached(
+                ("unlearn-phase", method.name, method.phases, i, phase.name, run_net, settings, cfg,
+                 tuple(sorted(phase.batch_sizes.items())), phase.primary, batch_sharding), build)
         if phase.lr not in hp:
             raise ValueError(f"{method.name}: phase {phase.name!r} reads the rate {phase.lr!r}, not a hyper-parameter")
         phase_hp = {**hp, "lr": hp[phase.lr], "total_steps": epoch_fn.num_steps(streams) * phase.epochs}
@@ -352,7 +362,7 @@ def _run(method: Method, net: Net, settings: Settings, key, state: TrainState, p
             aux = before_epoch(state, 0, aux)
         state = train.fresh_optimizer(state, cfg) if (i == 0 or phase.optimizer) else \
             TrainState(state.params, state.batch_stats, state.opt_state, jnp.zeros((), jnp.int32))
-        state, hist, interrupted = run_phase(i, phase, epoch_fn, state, jax.random.fold_in(k_run, i),
+        state, hist, interrupted = run_phase(i, phase, epoch_fn, runner, state, jax.random.fold_in(k_run, i),
                                              problem.data, streams, phase_hp, aux, refresh)
         history += [{"phase": phase.name, **r} for r in hist]
         if interrupted:
@@ -401,7 +411,7 @@ def make_unlearn(method: Method | str, net: Net, settings: Settings | None = Non
         raise ValueError(f"{method.name} cannot run as a pure function: {method.host_side}; "
                          "use jaxunlearn.unlearn.unlearn() (the host driver)")
 
-    def run_phase(i, phase, epoch_fn, state, key, data, streams, hparams, aux, before_epoch):
+    def run_phase(i, phase, epoch_fn, runner, state, key, data, streams, hparams, aux, before_epoch):
         state, _ = train.run_epochs(epoch_fn, state, key, data, streams, hparams, aux, phase.epochs, before_epoch)
         return state, [], False
 
@@ -446,9 +456,9 @@ def unlearn(method: Method, key: jax.Array, net: Net, state: TrainState, problem
     options.validate(method, hparams, settings)  # unknown names, wrong types, out-of-range values
     t0 = time.perf_counter()
 
-    def run_phase(i, phase, epoch_fn, state, key, data, streams, hparams, aux, before_epoch):
+    def run_phase(i, phase, epoch_fn, runner, state, key, data, streams, hparams, aux, before_epoch):
         spe = int(epoch_fn.num_steps(streams))
-        result = train.fit(train.jit_runner(epoch_fn), state, key, data, streams, hparams, aux,
+        result = train.fit(runner, state, key, data, streams, hparams, aux,
                            epochs=phase.epochs, steps_per_epoch=spe, before_epoch=before_epoch,
                            progress=_bar_name(progress, method, phase, settings), should_stop=should_stop,
                            chunk=chunk, on_chunk=(lambda st, n: on_chunk(st, i, n, aux)) if on_chunk else None,
