@@ -3,6 +3,7 @@
 # frameworks are installed; writes benchmarks/results-gpu.json (one JSON object, a key per step).
 #
 #   bash benchmarks/gpu.sh             # on a GPU machine (needs network access for the CUDA installs)
+#   ONLY=suite,tfds_load bash benchmarks/gpu.sh   # only these steps
 #   bash benchmarks/gpu.sh --dry-run   # the same steps on CPU at small sizes, no installs:
 #                                      # -> benchmarks/gpu-dryrun/ and results-gpu-dryrun.json
 #
@@ -34,13 +35,13 @@ if (( dry )); then
   scale="${DRY_SCALE:-8}"
   out_dir="$here/gpu-dryrun"; final="$here/results-gpu-dryrun.json"; dev=cpu
   suite_args=(--only peak_matmul,train_step/cnn --repeats 1)
-  seeds="0-1"; tc_args=(--max-train 2000 --epochs 1 --repeats 1 --torch-configs t1 --warmup needed)
+  seeds="0-1"; seed_train=1000; tc_args=(--max-train 2000 --epochs 1 --repeats 1 --torch-configs t1 --warmup needed)
   small=(--quick); el_args=(--quick --repeats 1)
   echo "dry run on CPU: small sizes, no installs, nothing written to results-gpu.json"
 else
   out_dir="$here/gpu-run"; final="$here/results-gpu.json"; dev=cuda
   suite_args=()
-  seeds="0-7"; tc_args=(--max-train 54000 --epochs 1 --repeats 2 --torch-configs default --warmup needed)
+  seeds="0-7"; seed_train=10000; tc_args=(--max-train 54000 --epochs 1 --repeats 2 --torch-configs default --warmup needed)
   small=(); el_args=(--repeats 3)
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
   jax_version="$("$PY" -c 'import jax; print(jax.__version__)')"
@@ -64,6 +65,7 @@ t_all=$SECONDS
 
 step() {  # step NAME SECONDS COMMAND...: run with a time limit, log, record rc and wall time
   local name=$1 limit=$(( $2 * scale )); shift 2
+  if [[ -n "${ONLY:-}" && ",$ONLY," != *",$name,"* ]]; then echo "$name skipped (ONLY=$ONLY)" | tee -a "$status"; return; fi
   local t0=$SECONDS
   echo "== $name (limit ${limit}s): $*"
   timeout "$limit" "$@" > "$out_dir/$name.log" 2>&1
@@ -88,9 +90,9 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 step suite 170 "$PY" "$here/run.py" --device "$dev" --out "$out_dir/suite.json" --no-readme "${suite_args[@]}"
 step seeds_vmap 35 bash -c "timed_cmd '$out_dir/seeds_vmap.json' '$root/.venv/bin/jaxunlearn' train --dataset fashion_mnist \
-  --max-train 10000 --epochs 1 --seeds $seeds --strategy vmap --no-progress --workdir '$work/seeds-vmap'"
+  --max-train $seed_train --epochs 1 --seeds $seeds --strategy vmap --no-progress --workdir '$work/seeds-vmap'"
 step seeds_loop 35 bash -c "timed_cmd '$out_dir/seeds_loop.json' '$root/.venv/bin/jaxunlearn' train --dataset fashion_mnist \
-  --max-train 10000 --epochs 1 --seeds $seeds --strategy loop --no-progress --workdir '$work/seeds-loop'"
+  --max-train $seed_train --epochs 1 --seeds $seeds --strategy loop --no-progress --workdir '$work/seeds-loop'"
 step train_command 80 "$PY" "$here/train_command.py" "${tc_args[@]}" --torch-device "$dev" --out "$out_dir/train_command.json"
 step eval_like 40 "$PY" "$here/eval_like.py" "${el_args[@]}" --out "$out_dir/eval_like.json"
 step knn_memory 40 "$PY" "$here/knn_memory.py" "${small[@]}" --out "$out_dir/knn_memory.json"

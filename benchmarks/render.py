@@ -321,7 +321,7 @@ def extra_sections() -> str:
                  f"Predictions of the two variants agree: {km['variants_agree']}.\n\n"
                  )
         variants = list(dict.fromkeys(r["variant"] for r in km["rows"]))
-        names = {"chunked": "chunked (default)", "query_chunks_only": "query chunks only (before)"}
+        names = {"chunked": "chunked (default)", "query_chunks_only": "query chunks only (train_chunk=None; the code before also copied train_x)"}
         text += ("| train rows N | inputs MiB | " + " | ".join(f"extra peak MiB / s: {names.get(v, v)}" for v in variants)
                  + " |\n|---|---|" + "---|" * len(variants) + "\n")
         by = {}
