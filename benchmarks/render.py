@@ -20,7 +20,7 @@ def load(name):
 
 def fmt_side(e, f):
     if "median_s" not in f:
-        return "error"
+        return "– (" + f["note"].split(":")[0] + ")" if f.get("note") else "error"
     if e["unit"] == "img/s":
         lo, hi = f["img_per_s_range"]
         return f"{f['img_per_s']:.1f} img/s ({lo:.1f}–{hi:.1f})"
