@@ -109,14 +109,7 @@ def figure(label, argv, runs, env=None):
             "train_time_median_s": statistics.median(r["train_time_s"] for r in runs)}
 
 
-def rel(argv):
-    out = []
-    for a in argv:
-        try:
-            out.append(str(pathlib.Path(a).relative_to(ROOT)) if a.startswith("/") else a)
-        except ValueError:
-            out.append(a)
-    return shlex.join(out)
+from run import rel_command as rel  # noqa: E402  (the same relative command line as the suite's)
 
 
 def measure(a):

@@ -30,6 +30,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from jaxunlearn import stats
+from jaxunlearn.evaluators.base import is_number as _is_number, leaves as _leaves
 from jaxunlearn.runs import write_json_atomic, write_text_atomic
 
 COLUMNS = [("full", "retain"), ("full", "forget"), ("lp", "retain"), ("lp", "forget"), ("ncc", "retain"),
@@ -106,18 +107,6 @@ def forget_set_name(forget_set) -> str:
     return "f" + "_".join(str(c) for c in classes)
 
 
-def _is_number(v) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
-
-
-def _leaves(d: Mapping, prefix: str = ""):
-    """``(path, number)`` for every numeric leaf of nested dicts, path parts joined by ``_``."""
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if _is_number(v):
-            yield key, v
-        elif isinstance(v, Mapping):
-            yield from _leaves(v, key + "_")
 
 
 def _flatten_eval(ev: Mapping) -> dict:
