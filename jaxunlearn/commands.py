@@ -111,7 +111,7 @@ def register(sub, add_common) -> None:
 
     p = sub.add_parser("pool", help="N retrained + N unlearned models of one forget set, stored as logits "
                                     "(forgetting quality, U-LiRA)")
-    p.add_argument("--dataset", default="digits", help=f"one of {', '.join(DATASETS)}")
+    p.add_argument("--dataset", default="digits", choices=DATASETS, help="the dataset (default: digits)")
     p.add_argument("--model", default=None, help="mlp, cnn, ... (default: per dataset)")
     p.add_argument("--method", default=None, help="the unlearning method (default: only the retrained side)")
     p.add_argument("--mode", choices=["full", "classifier_only", "cmf"], default="full", help="head mode of the method")
@@ -124,13 +124,14 @@ def register(sub, add_common) -> None:
     p.add_argument("--epochs", type=int, default=None, help="training epochs of the original and retrained models "
                                                             "(default: the recipe's)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                   help="a typed hyper-parameter or option of the method (repeatable)")
+                   help="a typed hyper-parameter or option of the method, repeatable (default: the dataset's "
+                        "preset; `jaxunlearn methods --dataset D` lists names, types and defaults)")
     p.add_argument("--strategy", choices=["auto", "vmap", "devices", "loop"], default="auto",
                    help="how each batch of models runs: measured on the backend (auto), batched, or one by one")
     p.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="stored logits")
     p.add_argument("--retain-sample", type=int, default=500, help="retain rows whose logits are stored")
     p.add_argument("--test-sample", type=int, default=None, help="test rows stored (default: all)")
-    p.add_argument("--max-train", type=int, default=None, help="at most this many training samples (stratified)")
+    p.add_argument("--max-train", type=int, default=None, help="at most this many training samples (stratified; default: all)")
     p.add_argument("--part", default="0/1", metavar="I/N",
                    help="build only batches b with b %% N == I (N processes or hosts on one shared workdir)")
     p.add_argument("--workdir", required=True, help="the pool directory (resumable; several methods can share it)")
