@@ -8,6 +8,7 @@ CPU); ``digits`` is the ``--quick`` variant; ``cifar10`` / ``cifar100`` / ``tiny
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from jaxunlearn.unlearn import configs as unlearn_configs
 
@@ -23,8 +24,18 @@ class MethodRun:
     label: str = ""
 
     @property
+    def name(self) -> str:
+        """The method as the study's records name it: ``method``, or with ``settings`` overrides
+        ``method.<name>_<value>...`` (``classifier_edit.variant_centred``). Settings select
+        another model (a variant, an option), so two rows of one method and mode that differ
+        in them get their own models and records; ``hparams`` overrides do not enter."""
+        parts = [re.sub(r"[^A-Za-z0-9.]+", "_", f"{k}_{v}") for k, v in self.settings]
+        return ".".join([self.method, *parts])
+
+    @property
     def key(self) -> str:
-        return f"{self.method}-{self.mode}"
+        """``name-mode``: the file name of the run's models and evaluations."""
+        return f"{self.name}-{self.mode}"
 
     @property
     def title(self) -> str:
@@ -56,6 +67,12 @@ class StudyConfig:
     seeds: tuple = (0, 1, 2)       # every model is trained / unlearned once per seed
     strategy: str = "auto"         # how the seeds of one model run: auto (measured), vmap, devices, loop
     mia_max_samples: int | None = None  # cap of the MIA-efficacy SVC's training set (None: SalUn's)
+
+    def __post_init__(self):
+        keys = [r.key for r in (*self.table1, *self.table2, *self.table3)]
+        if dup := sorted({k for k in keys if keys.count(k) > 1}):
+            raise ValueError(f"study config {self.name!r}: several table rows share the model key {dup[0]!r}; "
+                             f"give them different settings (MethodRun.settings) or drop one")
 
 
 _ONE_EPOCH = (("epochs", 1),)
@@ -123,7 +140,9 @@ CIFAR10 = StudyConfig(
             MethodRun("scrub"), MethodRun("unsir"), MethodRun("svd")),
     table2=(MethodRun("random_label", "classifier_only"), MethodRun("salun", "classifier_only"),
             MethodRun("neggrad_plus", "classifier_only"), MethodRun("scrub", "classifier_only"),
-            MethodRun("unsir", "classifier_only"), MethodRun("classifier_edit")),
+            MethodRun("unsir", "classifier_only"), MethodRun("classifier_edit"),
+            # the earlier centred edit next to the paper's formula (docs/parity.md row 8, P8)
+            MethodRun("classifier_edit", settings=(("variant", "centred"),), label="classifier_edit (centred)")),
     table3=(MethodRun("random_label", "cmf"), MethodRun("salun", "cmf"), MethodRun("neggrad_plus", "cmf"),
             MethodRun("scrub", "cmf"), MethodRun("unsir", "cmf")),
     curve_methods=(MethodRun("random_label"), MethodRun("random_label", "cmf")),

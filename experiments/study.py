@@ -325,7 +325,7 @@ class Study:
             return "cmf_original", lambda i, s: self.cmf_original(s), "cmf_original", "cmf"
         if run.method == "retrain":
             return "retrain", lambda i, s: self.retrained(i, s), "retrain", "full"
-        return run.key, lambda i, s: self.unlearned(run, i, s), run.method, run.mode
+        return run.key, lambda i, s: self.unlearned(run, i, s), run.name, run.mode
 
     def method_evals(self, run: MethodRun) -> list[dict]:
         """Evaluations of ``run`` over every (seed, forget set), seed-major."""
