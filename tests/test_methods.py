@@ -500,6 +500,41 @@ def test_neggrad_plus_batchnorm_sees_the_forget_batch_first(trained_cnn, problem
     assert not all(np.allclose(a, b) for a, b in zip(jax.tree.leaves(bs), jax.tree.leaves(bs_r)))
 
 
+@pytest.mark.parametrize("clip", [1.0, 1e3])
+def test_neggrad_plus_gradient_equals_differentiating_both_passes(trained_cnn, problem, clip):
+    """The loss reuses the forget gradient it takes for the clipping scale: its value and its
+    gradient equal those of ``r_ce - w * min(1, c / |g_f|) * f_ce`` differentiated directly
+    (the scale held constant), with the clip active (c = 1) and inactive (c = 1000)."""
+    import optax
+    from jaxunlearn import train
+    from jaxunlearn.unlearn.neggrad_plus import neggrad_plus_loss
+    net, state = trained_cnn
+    d = problem.data
+    take = lambda rows: {k: v[np.asarray(rows)] for k, v in d.items()}
+    batch = {"retain": take(problem.retain[:32]), "forget": take(problem.forget[:32])}
+    hp = {"forget_weight": jnp.float32(0.7), "clip": jnp.float32(clip)}
+
+    def forget_ce(p):
+        logits, _, _ = net.forward(p, state.batch_stats, batch["forget"]["images"], True)
+        return train.cross_entropy(logits, batch["forget"]["labels"])
+
+    g_f = jax.grad(forget_ce)(state.params)
+    scale = min(1.0, clip / float(optax.global_norm(g_f)))
+
+    def direct(p):
+        _, _, bs_f = net.forward(p, state.batch_stats, batch["forget"]["images"], True)
+        logits_r, _, _ = net.forward(p, bs_f, batch["retain"]["images"], True)
+        return train.cross_entropy(logits_r, batch["retain"]["labels"]) - 0.7 * scale * forget_ce(p)
+
+    want_v, want_g = jax.value_and_grad(direct)(state.params)
+    (got_v, _), got_g = jax.value_and_grad(
+        lambda p: neggrad_plus_loss(net, p, state.batch_stats, batch, jax.random.key(0), hp, {}), has_aux=True)(
+        state.params)
+    np.testing.assert_allclose(float(got_v), float(want_v), rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(got_g), jax.tree.leaves(want_g)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-4, atol=1e-6)
+
+
 def test_salun_attack_labels_on_float_inputs_step_in_input_space(digits):
     """A net that reads float inputs as they are (mean/std None): the FGSM step is taken on
     the inputs themselves, no pixel clamping or 8-bit rounding, and eps 0 gives argmax f(x)."""

