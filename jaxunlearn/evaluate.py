@@ -31,9 +31,10 @@ from jaxunlearn.evaluators.relearning import relearn_curve as _relearn_curve
 from jaxunlearn.state import Net, TrainState
 
 
-def extract(net: Net, state: TrainState, ds: Dataset, head: str = "linear", batch_size: int = 1000,
+def extract(net: Net, state: TrainState, ds: Dataset, head: str = "linear", batch_size: int | None = None,
             mesh=None) -> Features:
-    """Runs the model over the train and test splits.
+    """Runs the model over the train and test splits, ``batch_size`` images at a time (default
+    :func:`jaxunlearn.train.default_predict_batch`).
 
     For ``head="cmf"`` the CMF head is fitted to the train features (true labels) and both
     logits and the ``"features"`` entry become the CMF logits / CMF features.
@@ -48,7 +49,7 @@ def extract(net: Net, state: TrainState, ds: Dataset, head: str = "linear", batc
         predict = train.make_predict(net, batch_size)
         images = jnp.asarray
     else:
-        predict, images = _sharded_predict(net, mesh, batch_size), np.asarray
+        predict, images = _sharded_predict(net, mesh, batch_size or train.default_predict_batch()), np.asarray
     tr_logits, tr_feats = predict(state.params, state.batch_stats, images(ds.train_images))
     te_logits, te_feats = predict(state.params, state.batch_stats, images(ds.test_images))
     if head == "cmf":

@@ -558,16 +558,32 @@ def _all_finite(tree) -> bool:
 
 # ----------------------------------------------------------------------------- inference
 
-@functools.lru_cache(maxsize=64)
-def make_predict(net: Net, batch_size: int = 1000, loop: str | None = None) -> Callable:
+def default_predict_batch(loop: str | None = None) -> int:
+    """Images per inference batch: 256 in the host loop (CPU), 1000 in ``lax.map`` (GPU/TPU,
+    and every traced run).
+
+    Measured on this project's 2-core CPU (JAX 0.12, the Fashion-MNIST CNN, 10,000 images,
+    median of 4 after compilation): 1.68 / 1.63 / 1.71 / 2.20 s at batch 128 / 256 / 512 /
+    1000. Smaller batches keep a conv layer's activations in cache; accelerators want large ones.
+    """
+    return 256 if (loop or default_loop()) == "host" else 1000
+
+
+def make_predict(net: Net, batch_size: int | None = None, loop: str | None = None) -> Callable:
     """``predict(params, batch_stats, images [N, H, W, C]) -> (logits [N, K], features)``.
 
-    Inference mode (running BatchNorm statistics), in batches of ``batch_size`` (the ragged
-    tail is padded and cut off). ``loop`` as in :func:`make_run_steps`: on CPU a host loop
-    over a jitted batch (``lax.map`` is a while loop, slow there), elsewhere ``lax.map``.
-    Cached per ``(net, batch_size, loop)`` so repeated evaluations do not recompile.
+    Inference mode (running BatchNorm statistics), in batches of ``batch_size`` (default
+    :func:`default_predict_batch`; the ragged tail is padded and cut off). ``loop`` as in
+    :func:`make_run_steps`: on CPU a host loop over a jitted batch (``lax.map`` is a while
+    loop, slow there), elsewhere ``lax.map``. Cached per ``(net, batch_size, loop)`` so
+    repeated evaluations do not recompile.
     """
     loop = loop or default_loop()
+    return _make_predict(net, int(batch_size or default_predict_batch(loop)), loop)
+
+
+@functools.lru_cache(maxsize=64)
+def _make_predict(net: Net, batch_size: int, loop: str) -> Callable:
 
     def one(params, batch_stats, xb):
         logits, feats, _ = net.forward(params, batch_stats, xb, train=False)

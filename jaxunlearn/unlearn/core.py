@@ -252,9 +252,10 @@ def with_cmf(loss_fn: Callable) -> Callable:
     return loss
 
 
-def make_cmf_refresh(net: Net, data, num_classes: int, temperature: float = 1.0, batch_size: int = 1000,
+def make_cmf_refresh(net: Net, data, num_classes: int, temperature: float = 1.0, batch_size: int | None = None,
                      loop: str | None = None):
-    """``(state, epoch, aux) -> aux`` that recomputes the CMF head from the current encoder.
+    """``(state, epoch, aux) -> aux`` that recomputes the CMF head from the current encoder
+    (``batch_size`` images per forward pass, default :func:`jaxunlearn.train.default_predict_batch`).
 
     Class means use the full training split with true labels (every class). ``loop`` as in
     :func:`jaxunlearn.train.make_predict`; ``"scan"`` is traceable (the pure whole run).
