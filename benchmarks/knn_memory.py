@@ -10,7 +10,7 @@ once (compile + run), and records the peak again; extra peak = the kernel's peak
 before it (inputs generated on the device, no host copies). On CPU the device is host memory, so RSS covers XLA's buffers. Variants:
 
 * ``chunked``: the library default (queries in chunks of 256, training rows in blocks of
-  8192, a running top-k): the largest intermediate is ``256 x 8192`` floats;
+  16384, a running top-k): the largest intermediate is ``256 x 16384`` floats;
 * ``query_chunks_only``: ``train_chunk=None``, each query chunk against all N rows
   (``[256, N]``), which is what ``knn_predict`` did before issue 14 (plus, then, a normalised
   copy of the training features, which the chunked version avoids);

@@ -448,7 +448,7 @@ def _l2_normalize(x):
 
 
 def knn_predict(train_x, train_y, x, k: int = 5, metric: str = "cosine", *,
-                num_classes: int, chunk_size: int = 256, train_chunk: int | None = 8192) -> jax.Array:
+                num_classes: int, chunk_size: int = 256, train_chunk: int | None = 16384) -> jax.Array:
     """k-nearest-neighbour majority vote, chunked over queries and over training rows.
 
     ``metric='cosine'`` ranks training points by cosine similarity (distance 1 - cos, as
@@ -456,9 +456,11 @@ def knn_predict(train_x, train_y, x, k: int = 5, metric: str = "cosine", *,
     chunks of ``chunk_size``; each chunk scans the training rows in blocks of
     ``train_chunk``, keeping a running top-``k`` (the block's own top-``k`` merged with the
     best so far), so the largest intermediate is a ``[chunk_size, train_chunk]`` score block
-    (256 x 8192 floats = 8 MiB) whatever ``N`` and ``M``: no ``[M, N]`` (or ``[chunk, N]``)
+    (256 x 16384 floats = 16 MiB) whatever ``N`` and ``M``: no ``[M, N]`` (or ``[chunk, N]``)
     distance matrix and no copy of ``train_x``. ``train_chunk=None`` scores each query chunk
-    against all ``N`` rows at once (``[chunk_size, N]``).
+    against all ``N`` rows at once (``[chunk_size, N]``). The default block of 16384 rows
+    holds a 10,000-sample training split in one block (with 8192 the second block is mostly
+    masked: 20,000 queries on 10,000 x 128 features took 2.4-3.0 s vs 1.3-1.8 s, 2 cores).
 
     With concrete arrays the chunks are a host loop over one jitted block step (an XLA loop
     would copy ``train_x`` into its loop state: measured 3x the features' size at 200k rows,
@@ -548,7 +550,7 @@ def _knn_vote(idx, labels, *, num_classes):
 
 @functools.partial(jax.jit, static_argnames=("k", "metric", "num_classes", "chunk_size", "train_chunk"))
 def _knn_traced(train_x, train_y, x, k: int = 5, metric: str = "cosine", *,
-                num_classes: int, chunk_size: int = 256, train_chunk: int | None = 8192) -> jax.Array:
+                num_classes: int, chunk_size: int = 256, train_chunk: int | None = 16384) -> jax.Array:
     """:func:`knn_predict` for traced inputs: the same blocks in ``lax.map`` / ``lax.scan``."""
     if metric not in ("cosine", "euclidean"):
         raise ValueError(f"unknown metric {metric!r}; use 'cosine' or 'euclidean'")
