@@ -29,7 +29,8 @@ def finish(study, name: str, rows, title: str, plot_title: str, entries=()) -> s
         md += "\n" + report.write_table(
             out, f"{name}_salun", study.rows(entries, report.SALUN_TABLE_COLUMNS, gap=True),
             f"{title.split(':')[0]}: SalUn's metrics (UA = 1 - forget train accuracy, RA = retain train "
-            "accuracy, TA = retain test accuracy; average gap to Retrain over the four)", extra, per_forget_set=False)
+            "accuracy, TA = retain test accuracy; average gap to Retrain over the four; run time per model, the "
+            "seeds of one batched (vmap) program sharing its time equally)", extra, per_forget_set=False)
         md += "\n" + report.write_table(
             out, f"{name}_geometry", study.rows(entries, report.GEOMETRY_COLUMNS),
             f"{title.split(':')[0]}: neural collapse of the train features and CKA of the forget-class test "
