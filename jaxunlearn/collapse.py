@@ -305,6 +305,20 @@ def _misalignment_per_class(m, weights):
 
 
 @functools.partial(jax.jit, static_argnames=("num_classes",))
+def misalignment_per_class(features, labels, num_classes: int, weights) -> jax.Array:
+    """Per-class misalignment ``1 - cos(mu_c - mu_G, w_c)``.
+
+    Args:
+      features: ``[N, D]``; labels: ``[N]`` in ``[0, K)``; weights: ``[K, D]``.
+
+    Returns:
+      ``[K]`` float32 in [0, 2]; NaN for a class without samples.
+    """
+    m, _ = _centred_means(features, labels, num_classes)
+    return _misalignment_per_class(m, weights)
+
+
+@functools.partial(jax.jit, static_argnames=("num_classes",))
 def misalignment(features, labels, num_classes: int, weights) -> jax.Array:
     """Misalignment: ``mean_c [1 - cos(mu_c - mu_G, w_c)]`` (the CMF paper, arXiv 2604.08271;
     'NC3' in its authors' code).
@@ -315,8 +329,7 @@ def misalignment(features, labels, num_classes: int, weights) -> jax.Array:
     Returns:
       float32 scalar in [0, 2].
     """
-    m, _ = _centred_means(features, labels, num_classes)
-    return jnp.mean(_misalignment_per_class(m, weights))
+    return jnp.mean(misalignment_per_class(features, labels, num_classes, weights))
 
 
 # ----------------------------------------------------------------------------- the CMF authors' conventions

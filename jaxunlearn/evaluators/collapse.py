@@ -22,13 +22,9 @@ NEEDS = ()
 
 
 def _misalignment_of(h, y, num_classes, w):
-    """The per-class misalignment ``1 - cos(mu_c - mu_G, w_c)`` ``[K]`` (NaN for a class without
-    samples), ``mu_G`` the mean of ``h``; means in float32 (HIGHEST precision), the rest float64."""
-    means, counts = collapse_lib.class_means(h, y, num_classes)  # in XLA: no host BLAS next to its threads
-    means, counts = np.asarray(means, np.float64), np.asarray(counts)
-    m = np.where((counts > 0)[:, None], means - np.mean(h, axis=0, dtype=np.float64), np.nan)
-    cos = np.sum(m * w, axis=1) / (np.linalg.norm(m, axis=1) * np.linalg.norm(w, axis=1))
-    return 1.0 - cos
+    """:func:`jaxunlearn.collapse.misalignment_per_class` as a host array ``[K]`` (NaN for a
+    class without samples)."""
+    return np.asarray(collapse_lib.misalignment_per_class(h, y, num_classes, w), np.float64)
 
 
 def _mean_or_none(x):
