@@ -107,8 +107,6 @@ def forget_set_name(forget_set) -> str:
     return "f" + "_".join(str(c) for c in classes)
 
 
-
-
 def _flatten_eval(ev: Mapping) -> dict:
     """``{(head, split): {metric: float}}`` of one ``evaluate_model`` dict (see :func:`long_records`)."""
     cells: dict = {}

@@ -48,8 +48,7 @@ def _with_gradient(value, grad, params):
     fewer per step (one epoch on the Fashion-MNIST CNN, 10,000 images, second run in the
     process: 20.6 s before, 12.9 s after, 2 cores).
     """
-    lin = sum(jnp.vdot(jax.lax.stop_gradient(g), p) for g, p in
-              zip(jax.tree.leaves(grad), jax.tree.leaves(params)))
+    lin = optax.tree_utils.tree_vdot(jax.lax.stop_gradient(grad), params)
     return jax.lax.stop_gradient(value) + lin - jax.lax.stop_gradient(lin)
 
 
