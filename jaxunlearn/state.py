@@ -39,6 +39,10 @@ class Net:
         ``None``: inputs are used as they are (cast to float32), e.g. already normalised
         float images.
       bn_frozen: BatchNorm always uses running statistics (classifier-only unlearning, teachers).
+      encoder_frozen: gradients of :meth:`forward` flow into the head only: every other
+        parameter is read through ``lax.stop_gradient`` (classifier-only unlearning steps), so
+        no gradient of a loss, nor one a loss takes itself (NegGrad+'s clipped forget
+        gradient), reaches the encoder, and XLA does not compute its backward pass.
       head_buffers: if set, a :class:`jaxunlearn.cmf.CMFHead` (arrays) that replaces the linear
         head: logits are the CMF logits of the penultimate features. Set inside traced code
         with :meth:`with_head`; it is data, never a trainable parameter.
@@ -52,6 +56,7 @@ class Net:
     mean: Sequence[float] | None
     std: Sequence[float] | None
     bn_frozen: bool = False
+    encoder_frozen: bool = False
     head_buffers: Any = None
     head_path: Any = ("head",)
     rng: Any = None
@@ -81,6 +86,17 @@ class Net:
     def frozen_bn(self) -> "Net":
         return dataclasses.replace(self, bn_frozen=True)
 
+    def frozen_encoder(self) -> "Net":
+        """The same network with gradients flowing into the head only (see ``encoder_frozen``)."""
+        return dataclasses.replace(self, encoder_frozen=True)
+
+    def head_only_gradient(self, params):
+        """``params`` with every leaf outside the head behind ``lax.stop_gradient`` if
+        ``encoder_frozen`` (values unchanged), else ``params`` as they are."""
+        if not self.encoder_frozen:
+            return params
+        return self.replace_head(jax.lax.stop_gradient(params), self.head_params(params))
+
     def normalize(self, images: jax.Array) -> jax.Array:
         """Model inputs from ``images [B, H, W, C]``: uint8 normalisation, or a float32 cast."""
         return normalize(images, self.mean, self.std)
@@ -101,7 +117,7 @@ class Net:
         come back unchanged. Dropout (with the ``"dropout"`` rng of :meth:`with_rng`) is on
         under the same condition.
         """
-        variables = {"params": params, "batch_stats": batch_stats}
+        variables = {"params": self.head_only_gradient(params), "batch_stats": batch_stats}
         train_bn = train and not self.bn_frozen
         kw = {"rngs": {"dropout": self.rng}} if train_bn and self.rng is not None else {}
         if train_bn and batch_stats:

@@ -209,8 +209,8 @@ def make_step(net: Net, loss_fn: Callable, cfg: OptimConfig, *, bn_train: bool =
         # a module with nn.Dropout reads its "dropout" rng from the net (a key apart from the loss's)
         step_net = net.with_rng(jax.random.fold_in(key, 0x0D0))
 
-        def objective(params):
-            return loss_fn(step_net, params, state.batch_stats, batch, k_loss, hp, aux)
+        def objective(params):  # (a net with a frozen encoder: only the head is differentiated)
+            return loss_fn(step_net, net.head_only_gradient(params), state.batch_stats, batch, k_loss, hp, aux)
 
         (loss, (new_bs, metrics)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
         directions, opt_state = transform.update(grads, state.opt_state, state.params)

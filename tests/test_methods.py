@@ -535,6 +535,50 @@ def test_neggrad_plus_gradient_equals_differentiating_both_passes(trained_cnn, p
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("clip", [1.0, 1000.0])
+def test_classifier_only_differentiates_the_head_alone(trained_cnn, problem, clip):
+    """A frozen-encoder net (the classifier-only steps'): every gradient through its forward,
+    NegGrad+'s own forget gradient included, reaches the head only. The loss's gradient is
+    zero outside the head and, on the head, equals the NumPy-free reference that
+    differentiates ``r_ce - w * min(1, c / |g_f(head)|) * f_ce`` with respect to the head
+    parameters alone (the encoder fixed), i.e. the clipping norm is the head's, as with the
+    authors' ``requires_grad=False`` encoder."""
+    import optax
+    from jaxunlearn import train
+    from jaxunlearn.unlearn.neggrad_plus import neggrad_plus_loss
+    net, state = trained_cnn
+    net = net.frozen_bn()
+    frozen = net.frozen_encoder()
+    d = problem.data
+    take = lambda rows: {k: v[np.asarray(rows)] for k, v in d.items()}
+    batch = {"retain": take(problem.retain[:32]), "forget": take(problem.forget[:32])}
+    hp = {"forget_weight": jnp.float32(0.7), "clip": jnp.float32(clip)}
+    head0 = net.head_params(state.params)
+
+    def with_head(h):
+        return net.replace_head(state.params, h)
+
+    def ce(h, b):
+        logits, _, _ = net.forward(with_head(h), state.batch_stats, b["images"], True)
+        return train.cross_entropy(logits, b["labels"])
+
+    g_f = jax.grad(ce)(head0, batch["forget"])
+    scale = min(1.0, clip / float(optax.global_norm(g_f)))
+    want = jax.grad(lambda h: ce(h, batch["retain"]) - 0.7 * scale * ce(h, batch["forget"]))(head0)
+    got = jax.grad(lambda p: neggrad_plus_loss(frozen, p, state.batch_stats, batch, jax.random.key(0), hp, {})[0])(
+        state.params)
+    mask = net.head_mask(state.params, trainable_head=True)
+    for m, g in zip(jax.tree.leaves(mask), jax.tree.leaves(got)):
+        if not m:
+            assert not np.any(np.asarray(g)), "a gradient reached the frozen encoder"
+    for a, b in zip(jax.tree.leaves(net.head_params(got)), jax.tree.leaves(want)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-4, atol=1e-7)
+    # values are unchanged: the frozen-encoder forward computes the same logits
+    x = batch["retain"]["images"]
+    np.testing.assert_array_equal(np.asarray(frozen.forward(state.params, state.batch_stats, x, False)[0]),
+                                  np.asarray(net.forward(state.params, state.batch_stats, x, False)[0]))
+
+
 def test_salun_attack_labels_on_float_inputs_step_in_input_space(digits):
     """A net that reads float inputs as they are (mean/std None): the FGSM step is taken on
     the inputs themselves, no pixel clamping or 8-bit rounding, and eps 0 gives argmax f(x)."""

@@ -9,7 +9,9 @@ Two *head modes* compose with every method whose loss is a classifier loss, with
 its code:
 
 * ``classifier_only``: the last layer is zeroed, BatchNorm runs in inference mode and only
-  the ``head`` parameters move (the update mask makes all others bit-identical);
+  the ``head`` parameters move (the update mask makes all others bit-identical); the steps
+  differentiate the head alone (:meth:`jaxunlearn.state.Net.frozen_encoder`), as the
+  authors' ``requires_grad=False`` does, so a gradient norm (clipping) is the head's;
 * ``cmf``: the linear head is replaced by a class-mean-feature head recomputed from the
   current encoder at the start of every epoch and frozen during it (Algorithm 2 of the
   paper); only the encoder moves.
@@ -343,7 +345,10 @@ def _run(method: Method, net: Net, settings: Settings, key, state: TrainState, p
                                 step_gamma=settings.step_gamma, epochs=phase.epochs)
         def build(phase=phase, cfg=cfg):
             loss = with_cmf(phase.loss) if settings.mode == "cmf" else phase.loss
-            step = train.make_step(run_net, loss, cfg, bn_train=settings.mode != "classifier_only",
+            # classifier-only steps differentiate the head alone (the authors freeze the rest
+            # with requires_grad=False, so e.g. NegGrad+'s clipping norm is the head's)
+            step_net = run_net.frozen_encoder() if settings.mode == "classifier_only" else run_net
+            step = train.make_step(step_net, loss, cfg, bn_train=settings.mode != "classifier_only",
                                    augment=train.AugmentConfig(settings.augment_pad, settings.augment_flip))
             epoch_fn = train.Epoch(step, dict(phase.batch_sizes), phase.primary, batch_sharding, masked=traced)
             return epoch_fn, (None if traced else train.jit_runner(epoch_fn))
