@@ -307,12 +307,21 @@ class Study:
     def features(self, name: str, seed: int, model, shared: bool = False) -> evaluate.Features:
         """:func:`jaxunlearn.evaluate.extract` of a model, once: the features of models that
         several evaluations read (an original, evaluated on every forget set and the reference
-        of every CKA; a retrained model, the reference of its forget set) stay in memory."""
+        of every CKA; a retrained model, the reference of its forget set) stay in memory. A
+        model that kept its original's encoder bit for bit (classifier-only, classifier_edit)
+        gets the original's features with its own head's logits, without a forward pass."""
         key = (name, seed)
         if key in self._features:
             return self._features[key]
         net, state, head, _ = model
-        f = evaluate.extract(net, state, self.ds_all, head)
+        f = None
+        if head == "linear" and name != "original":  # a new head on the original's encoder
+            # (classifier-only, classifier_edit): the original's features with this head's logits
+            orig = self.original(seed)
+            if evaluate.shares_encoder(net, state, orig[1]):
+                f = evaluate.with_linear_head(self.features("original", seed, orig, shared=True), net, state.params)
+        if f is None:
+            f = evaluate.extract(net, state, self.ds_all, head)
         if shared:
             self._features[key] = f
         return f

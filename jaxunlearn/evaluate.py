@@ -66,6 +66,38 @@ def extract(net: Net, state: TrainState, ds: Dataset, head: str = "linear", batc
     return Features(host(tr_logits), host(tr_feats), host(te_logits), host(te_feats), weights, bias)
 
 
+def shares_encoder(net: Net, state: TrainState, other: TrainState) -> bool:
+    """True iff ``state`` and ``other`` differ at most in the linear head: every parameter
+    outside ``net.head_path`` and every BatchNorm statistic bit-identical (host-side check).
+
+    A classifier-only model and ``classifier_edit``'s keep their original's encoder so; their
+    penultimate features are the original's (:func:`with_linear_head`).
+    """
+    from jaxunlearn.state import tree_equal
+    if not tree_equal(state.batch_stats, other.batch_stats):
+        return False
+    mask = net.head_mask(state.params, trainable_head=False)
+    a, b = jax.tree.leaves(state.params), jax.tree.leaves(other.params)
+    if jax.tree.structure(state.params) != jax.tree.structure(other.params):
+        return False
+    return all(np.array_equal(np.asarray(x), np.asarray(y))
+               for keep, x, y in zip(jax.tree.leaves(mask), a, b) if keep)
+
+
+def with_linear_head(f: Features, net: Net, params) -> Features:
+    """``f`` (a linear-head model's :func:`extract` output) with the logits of the head in
+    ``params`` instead: ``features [N, D] @ kernel [D, K] + bias [K]`` on train and test.
+
+    Equal to :func:`extract` of a model with that head on the same encoder, up to float
+    rounding (the forward's own matmul); saves its forward passes.
+    """
+    weights, bias = net.head_weights(params)
+    w, b = jnp.asarray(weights.T), (None if bias is None else jnp.asarray(bias))
+    logits = lambda x: np.asarray(jnp.asarray(x) @ w + (0.0 if b is None else b))
+    return Features(logits(f.train_feats["features"]), f.train_feats, logits(f.test_feats["features"]), f.test_feats,
+                    weights, bias)
+
+
 @functools.lru_cache(maxsize=16)
 def _sharded_predict(net: Net, mesh, batch_size: int):
     """``predict(params, batch_stats, images [N, ...] host) -> (logits [N, K], features)`` as

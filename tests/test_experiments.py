@@ -8,6 +8,7 @@ import pytest
 
 import experiments
 from experiments import configs
+from experiments.configs import MethodRun
 from experiments.study import Study
 from tiny_study import TINY
 
@@ -145,3 +146,28 @@ def test_every_study_config_names_real_methods_modes_hparams_and_options():
             assert run.title
         keys = {r.key for r in (*config.table1, *config.table3)} | {"retrain"}
         assert set(config.relearn_methods) <= keys, config.name
+
+
+def test_models_on_the_original_encoder_reuse_its_features(study_dir, monkeypatch):
+    """Classifier-only and classifier_edit models keep the original's encoder bit for bit, so
+    the study hands their evaluation the original's features with their own head's logits
+    (no forward pass): equal to extracting them; a full-model method is extracted."""
+    from jaxunlearn import evaluate
+    study = Study(TINY, study_dir, progress=False)
+    orig = study.original(0)
+    extracted = []
+    real_extract = evaluate.extract
+    monkeypatch.setattr(evaluate, "extract", lambda *a, **k: extracted.append(1) or real_extract(*a, **k))
+    study.features("original", 0, orig, shared=True)
+    for run, reused in ((MethodRun("random_label", "classifier_only"), True), (MethodRun("classifier_edit"), True),
+                        (MethodRun("random_label"), False)):
+        model = study.unlearned(run, 0, 0)
+        assert evaluate.shares_encoder(model[0], model[1], orig[1]) is reused
+        before = len(extracted)
+        f = study.features(run.key, 0, model)
+        assert len(extracted) - before == (0 if reused else 1), run.key
+        want = real_extract(model[0], model[1], study.ds_all)
+        np.testing.assert_allclose(f.test_logits, want.test_logits, atol=1e-5)
+        np.testing.assert_allclose(f.train_logits, want.train_logits, atol=1e-5)
+        np.testing.assert_array_equal(f.test_feats["features"], want.test_feats["features"])
+        np.testing.assert_allclose(f.weights, want.weights)
