@@ -115,3 +115,25 @@ def test_every_classifier_loss_method_composes_with_the_cmf_head(name, digits, t
     _, feats = train.make_predict(net)(runs_[0].state.params, runs_[0].state.batch_stats, jnp.asarray(digits.train_images))
     fresh = cmf.cmf_head(feats["features"], jnp.asarray(digits.train_labels), 10)
     np.testing.assert_allclose(runs_[0].aux["cmf"].weights, fresh.weights, rtol=1e-5, atol=1e-6)
+
+
+def test_cmf_refresh_reuses_its_head_only_for_the_same_arrays(trained_digits, digits):
+    """The refresh returns the head of its previous call when handed the very same parameter
+    and statistics objects (no second forward pass), and recomputes it for new arrays; both
+    equal the class-mean head of the encoder's features computed directly."""
+    from jaxunlearn.state import TrainState
+    from jaxunlearn.unlearn.core import make_cmf_refresh
+    net, state = trained_digits
+    data = {"images": jnp.asarray(digits.train_images), "labels": jnp.asarray(digits.train_labels)}
+    refresh = make_cmf_refresh(net, data, digits.num_classes)
+    first = refresh(state, 0, {"other": 1})
+    again = refresh(TrainState(state.params, state.batch_stats, None, state.step), 1, {"other": 2})
+    assert again["cmf"] is first["cmf"] and again["other"] == 2
+    moved = TrainState(jax.tree.map(lambda x: x * 1.01, state.params), state.batch_stats, None, state.step)
+    recomputed = refresh(moved, 2, {})["cmf"]
+    assert recomputed is not first["cmf"]
+    for st, head in ((state, first["cmf"]), (moved, recomputed)):
+        _, feats, _ = net.forward(st.params, st.batch_stats, data["images"], False)
+        want = cmf.cmf_head(feats["features"], data["labels"], digits.num_classes)
+        for a, b in zip(jax.tree.leaves(head), jax.tree.leaves(want)):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
