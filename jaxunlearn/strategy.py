@@ -40,15 +40,19 @@ def _cache_path() -> pathlib.Path:
         / "strategy.json"
 
 
+PROXY_STEPS = 2  # two, not one: a one-trip lax.scan may be simplified away, and the pure run is a scan
+
+
 def _signature(net: Net, params, batch_size: int, runs: int, image_shape) -> str:
     shapes = [tuple(x.shape) for x in jax.tree.leaves(params)]
     dev = jax.devices()[0]
     text = json.dumps([jax.default_backend(), getattr(dev, "device_kind", ""), jax.device_count(),
-                       type(net.module).__name__, shapes, batch_size, runs, list(image_shape), jax.__version__])
+                       type(net.module).__name__, shapes, batch_size, runs, list(image_shape), jax.__version__,
+                       PROXY_STEPS])
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
-def measure(net: Net, image_shape, batch_size: int, runs: int, steps: int = 3, reps: int = 2) -> dict:
+def measure(net: Net, image_shape, batch_size: int, runs: int, steps: int = PROXY_STEPS, reps: int = 2) -> dict:
     """Times ``runs`` copies of ``steps`` supervised train steps, vmapped vs looped.
 
     Returns ``{"vmap_s", "loop_s"}``: the best of ``reps`` timings after a warm-up call
@@ -158,7 +162,7 @@ def choose(net: Net, params, image_shape, batch_size: int, runs: int, requested:
     several = jax.device_count() > 1 and jax.default_backend() != "cpu"
     strategy = ("devices" if several else "vmap") if vmap_wins else "loop"
     ratio = measured["loop_s"] / max(measured["vmap_s"], 1e-12)
-    reason = (f"measured on {out['backend']}: {runs} runs of a 3-step proxy took {measured['vmap_s']:.3f} s "
+    reason = (f"measured on {out['backend']}: {runs} runs of a {PROXY_STEPS}-step proxy took {measured['vmap_s']:.3f} s "
               f"vmapped vs {measured['loop_s']:.3f} s looped ({ratio:.2f}x)")
     if strategy == "devices":
         reason += f"; the run axis is sharded over {jax.device_count()} devices"
