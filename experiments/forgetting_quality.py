@@ -59,13 +59,15 @@ class FQConfig:
     sample_methods: tuple = ()
 
 
+# the sample-forgetting pools' methods (the competition's setting)
+SAMPLE_METHODS = (("finetune", "full"), ("random_label", "full"), ("salun", "full"), ("neggrad_plus", "full"),
+                  ("scrub", "full"), ("random_label", "classifier_only"), ("random_label", "cmf"),
+                  ("neggrad_plus", "cmf"))
+
 CONFIGS = {
-    "digits": FQConfig("digits", "mlp", "3",
-                       sample_methods=(("finetune", "full"), ("random_label", "full"), ("salun", "full"),
-                                       ("neggrad_plus", "full"), ("scrub", "full"), ("random_label", "classifier_only"),
-                                       ("random_label", "cmf"), ("neggrad_plus", "cmf"))),
+    "digits": FQConfig("digits", "mlp", "3", sample_methods=SAMPLE_METHODS),
     # 10,000 training images (as the Fashion-MNIST study), the MLP recipe's 15 epochs
-    "fashion_mnist": FQConfig("fashion_mnist", "mlp", "0", max_train=10000),
+    "fashion_mnist": FQConfig("fashion_mnist", "mlp", "0", max_train=10000, sample_methods=SAMPLE_METHODS),
 }
 
 
