@@ -15,7 +15,9 @@ resumable, see :mod:`jaxunlearn.pool`):
 It writes ``W/forgetting_quality/``: ``results.json`` (every number), ``table.md`` and
 ``table.tex`` (F, final score, U-LiRA accuracy / AUC, output and LP / NCC forget accuracy of
 the same pools' models), ``eps_hist.png`` (per-example ε histograms) and ``README.md`` with
-the command. F, the final score and the floor come from :mod:`jaxunlearn.forgetting_quality`.
+the command (and ``eps_hist_sample.png`` for the sample-forgetting pools). F, the final
+score and the floors (Retrain vs Retrain with linear heads, and through CMF heads for the
++ CMF rows) come from :mod:`jaxunlearn.forgetting_quality`.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ class FQConfig:
     ulira_methods: tuple = (("retrain", "full"), ("random_label", "full"), ("random_label", "classifier_only"),
                             ("random_label", "cmf"), ("neggrad_plus", "full"), ("neggrad_plus", "classifier_only"))
     # the competition's setting (a random sample forget set); empty by default (the class pools
-    # are the paper's setting); the digits config runs it for the methods that apply to samples
+    # are the paper's setting); the digits and fashion_mnist configs run SAMPLE_METHODS
     sample_methods: tuple = ()
 
 
