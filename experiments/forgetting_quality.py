@@ -306,7 +306,7 @@ def write(out_dir: pathlib.Path, cfg: FQConfig, class_res, ulira_res, sample_res
     eps_plot(class_res, order, out_dir / "eps_hist.png",
              f"Per-example ε, {name}, class {cfg.forget}, N = {cfg.models} per side")
     if sample_res:
-        eps_plot(sample_res, row_order(cfg.sample_methods), out_dir / "eps_hist_sample.png",
+        eps_plot(sample_res, order_s, out_dir / "eps_hist_sample.png",
                  f"Per-example ε, {name}, {cfg.sample_forget} sample forgetting, N = {cfg.models} per side")
     np.savez(out_dir / "eps.npz", **{f"class/{k}": np.asarray(v["eps"]) for k, v in class_res.items()},
              **{f"sample/{k}": np.asarray(v["eps"]) for k, v in (sample_res or {}).items()})

@@ -74,14 +74,9 @@ def shares_encoder(net: Net, state: TrainState, other: TrainState) -> bool:
     penultimate features are the original's (:func:`with_linear_head`).
     """
     from jaxunlearn.state import tree_equal
-    if not tree_equal(state.batch_stats, other.batch_stats):
-        return False
-    mask = net.head_mask(state.params, trainable_head=False)
-    a, b = jax.tree.leaves(state.params), jax.tree.leaves(other.params)
-    if jax.tree.structure(state.params) != jax.tree.structure(other.params):
-        return False
-    return all(np.array_equal(np.asarray(x), np.asarray(y))
-               for keep, x, y in zip(jax.tree.leaves(mask), a, b) if keep)
+    # ``state`` with ``other``'s head must be ``other`` itself
+    return tree_equal(state.batch_stats, other.batch_stats) and \
+        tree_equal(net.replace_head(state.params, net.head_params(other.params)), other.params)
 
 
 def with_linear_head(f: Features, net: Net, params) -> Features:
