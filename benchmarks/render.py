@@ -303,16 +303,20 @@ def extra_sections() -> str:
     text = ""
     tf = load("tfds_load.json")
     if tf:
-        text += (f"\n## TFDS split loading (`tfds_load.json`)\n\nMeasured {tf['date']} with `{tf['command']}` "
-                 "(splits from `tfds.testing.mock_data`; see the script's docstring). Examples/s, median:\n\n"
-                 "| split | examples | record by record (before) | batched (`data._read_split`) | speed-up "
-                 "| mock generator alone (floor) | load average |\n|---|---|---|---|---|---|---|\n")
+        text += ("\n## TFDS split loading (`tfds_load.json`)\n\nSources (see the script's docstring): `mock`, "
+                 "`tfds.testing.mock_data`, whose Python generator makes each example as it is read (its "
+                 "floor is that generator alone); `files`, a prepared ArrayRecord dataset of PNG records "
+                 "on disk, as `tfds build --file_format array_record` writes it. Examples/s, median:\n\n"
+                 "| split | source | examples | record by record (before) | batched (`data._read_split`) "
+                 "| speed-up | mock generator alone (floor) | load average | measured with |\n"
+                 "|---|---|---|---|---|---|---|---|---|\n")
         for r in tf["splits"]:
             e = r["examples_per_s"]
-            text += (f"| {r['dataset']} {'x'.join(map(str, r['image_shape']))} | {r['num_examples']:,} | "
-                     f"{e['record_by_record']:.0f} | {e['batched']:.0f} | "
-                     f"**{r['speedup_batched_vs_record_by_record']:.2f}** | {e['mock_floor']:.0f} | "
-                     f"{r['loadavg'][0]:.1f} |\n")
+            floor = f"{e['mock_floor']:.0f}" if "mock_floor" in e else "–"
+            text += (f"| {r['dataset']} {'x'.join(map(str, r['image_shape']))} | {r.get('source', 'mock')} | "
+                     f"{r['num_examples']:,} | {e['record_by_record']:.0f} | {e['batched']:.0f} | "
+                     f"**{r['speedup_batched_vs_record_by_record']:.2f}** | {floor} | "
+                     f"{r['loadavg'][0]:.1f} | `{r.get('command', tf['command'])}`, {r.get('date', tf['date'])} |\n")
     km = load("knn_memory.json")
     if km:
         text += (f"\n## k-NN peak memory (`knn_memory.json`)\n\nMeasured {km['date']} with `{km['command']}`: "

@@ -157,6 +157,51 @@ def test_read_split_without_batched_access():
     assert labels.tolist() == [0, 1, 2, 3, 0] and labels.dtype == np.int32
 
 
+def test_tfds_path_on_prepared_array_record_files(tmp_path, monkeypatch):
+    """A prepared dataset on disk, as ``tfds build --file_format array_record`` leaves it (PNG
+    records in ArrayRecord files, written by a builder named ``cifar10`` at the registered
+    version): ``load_dataset`` returns exactly the images and labels written, read in batches."""
+    import io
+
+    import tensorflow_datasets as tfds
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    written = {s: (rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), np.arange(n) % 10)
+               for s, n in (("train", 23), ("test", 9))}
+    version = tfds.builder_cls("cifar10").VERSION  # outside skip_registration, which would skip
+    with tfds.core.registered.skip_registration():  # the lazy registration of the real cifar10
+        class Cifar10Files(tfds.core.GeneratorBasedBuilder):
+            name = "cifar10"
+            VERSION = version
+
+            def _info(self):
+                return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+                    "id": tfds.features.Text(), "image": tfds.features.Image(shape=(32, 32, 3)),
+                    "label": tfds.features.ClassLabel(num_classes=10)}))
+
+            def _split_generators(self, dl_manager):
+                return {s: self._generate_examples(s) for s in written}
+
+            def _generate_examples(self, split):
+                for i, (im, lb) in enumerate(zip(*written[split])):
+                    png = io.BytesIO()
+                    Image.fromarray(im).save(png, format="png")
+                    yield i, {"id": f"{split}_{i}", "image": png.getvalue(), "label": int(lb)}
+
+    Cifar10Files(data_dir=str(tmp_path), file_format="array_record").download_and_prepare()
+    monkeypatch.setattr(data_lib, "TFDS_READ_BATCH", 5)  # 23 records: 4 full batches and a ragged one
+    ds = data_lib.load_dataset("cifar10", str(tmp_path), val_fraction=0.0)
+    for split, images, labels in (("train", ds.train_images, ds.train_labels), ("test", ds.test_images, ds.test_labels)):
+        ref_images, ref_labels = written[split]
+        assert images.shape == ref_images.shape and images.dtype == np.uint8 and labels.dtype == np.int32
+        # the files hold the records in TFDS's shuffled order: match each image to the one written
+        where = {im.tobytes(): i for i, im in enumerate(ref_images)}
+        order = [where[im.tobytes()] for im in images]
+        assert sorted(order) == list(range(len(ref_images)))
+        np.testing.assert_array_equal(labels, ref_labels[order])
+
+
 def test_unknown_dataset():
     with pytest.raises(ValueError, match="unknown dataset 'nope'"):
         data_lib.load_dataset("nope")
