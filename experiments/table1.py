@@ -4,6 +4,7 @@ Shows the illusion: output forget accuracy ~0 while LP / NCC forget accuracy sta
 
 from experiments.configs import MethodRun
 from jaxunlearn import report
+from jaxunlearn.runs import write_text_atomic
 
 
 def run(study) -> str:
@@ -15,7 +16,8 @@ def run(study) -> str:
 
 
 def finish(study, name: str, rows, title: str, plot_title: str, entries=()) -> str:
-    """Writes the table (JSON, markdown, LaTeX), its plot, and for ``entries`` two companion
+    """Writes the table (JSON, markdown, LaTeX), its plot, the forget columns as forget-set x
+    method matrices (``NAME_by_forget_set.md``), and for ``entries`` two companion
     tables over seeds: SalUn's (``NAME_salun``: UA, RA, TA, MIA-efficacy, run time, average
     gap to Retrain) and the geometry (``NAME_geometry``: NC metrics, CKA to the original and
     the retrained model); then the long-format CSV so far. Returns the markdown of all three."""
@@ -25,6 +27,9 @@ def finish(study, name: str, rows, title: str, plot_title: str, entries=()) -> s
     report.bar_plot(rows, out / f"{name}.png", plot_title)
     md = report.write_table(out, name, rows, title, extra)
     md += f"\nPlot: [{name}/{name}.png]({name}/{name}.png)\n"
+    matrix = report.forget_set_matrix(rows, title=title.split(":")[0])
+    write_text_atomic(out / f"{name}_by_forget_set.md", matrix)
+    md += "\n" + matrix
     if entries:
         md += "\n" + report.write_table(
             out, f"{name}_salun", study.rows(entries, report.SALUN_TABLE_COLUMNS, gap=True),

@@ -499,6 +499,31 @@ def markdown_table(rows: Sequence[dict], title: str = "", *, per_forget_set: boo
     return "\n".join(lines) + "\n"
 
 
+#: the forget-split columns a forget-set matrix shows by default (the heads of tables 1-3)
+FORGET_COLUMNS = [("full", "forget"), ("lp", "forget"), ("ncc", "forget")]
+
+
+def forget_set_matrix(rows: Sequence[dict], columns: Sequence = FORGET_COLUMNS, title: str = "") -> str:
+    """Markdown matrices of seed rows (:func:`rows_over_seeds`): for each column, one table with
+    a row per method and a column per forget set (then the pooled cell), each cell mean ± std
+    over seeds (no interval, to stay narrow). Shows at one look on which forget sets a
+    method's result holds. Columns a row lacks print ``–``."""
+    fss = sorted({f for r in rows for f in r["forget_sets"]}, key=_natural_key)
+    parts = []
+    for col in (_norm_column(c) for c in columns):
+        key = column_key(col)
+        scale = 100 if _is_percent(col) else 1
+        lines = [f"### {title + ': ' if title else ''}{column_header(col)} per forget set", "",
+                 "| method | n | " + " | ".join(fss) + " | pooled |", "|---|---|" + "---|" * (len(fss) + 1)]
+        for r in rows:
+            cells = [r["per_forget_set"].get(f, {}).get(key) for f in fss] + [r["cells"].get(key)]
+            lines.append(f"| {r['name']} | {r['n']} | " + " | ".join(_fmt(c, scale=scale, ci=False) for c in cells) + " |")
+        lines += ["", f"*Cells: mean ± std (ddof 1) over the seeds of each forget set; {'%' if scale == 100 else 'raw values'}; "
+                      "pooled: per seed the mean over forget sets, then over seeds.*"]
+        parts.append("\n".join(lines) + "\n")
+    return "\n".join(parts)
+
+
 def _tex_seed_table(rows, caption, forget_set=None):
     cols = _row_columns(rows)
     head = " & ".join(latex_escape(column_header(c)) for c in cols)

@@ -41,6 +41,10 @@ def test_table_numbers_come_from_evaluations(study_dir):
     assert row["n"] == len(TINY.seeds) and all(e["full"]["forget"] <= 0.1 for e in evs)  # output forgot
     md = (study_dir / "table1" / "table1.md").read_text()
     assert f"{100 * np.mean([e['lp']['forget'] for e in evs]):.1f}" in md
+    lp = [100 * e["lp"]["forget"] for e in evs]  # the forget-set matrix: this forget set, then pooled
+    cell = f"{np.mean(lp):.1f} ± {np.std(lp, ddof=1):.1f}"
+    matrix = (study_dir / "table1" / "table1_by_forget_set.md").read_text().split("LP forget per forget set")[1]
+    assert f"| random_label | {len(TINY.seeds)} | {cell} | {cell} |" in matrix
 
 
 def test_long_csv_has_every_seed_forget_set_and_model_and_tables_recompute_from_it(study_dir):

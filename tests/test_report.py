@@ -170,6 +170,25 @@ def test_table_statistics_equal_numpy_recomputation_from_csv(tmp_path):
     assert rows[1]["cells"]["full_forget"]["mean"] == 0.0
 
 
+def test_forget_set_matrix_prints_each_forget_sets_seed_statistics(tmp_path):
+    path = tmp_path / "long.csv"
+    report.write_long_csv(path, _grid(forget_sets=("f0", "f3", "f8")))
+    models = [("original", "none", "Original"), ("random_label", "cmf")]
+    rows = report.rows_over_seeds(report.read_long_csv(path), models)
+    md = report.forget_set_matrix(rows, title="T")
+    for head in ("full", "lp", "ncc"):
+        block = md.split(f"### T: {report.HEADER[head]} forget")[1].split("###")[0]
+        assert "| method | n | f0 | f3 | f8 | pooled |" in block
+        for row, (m, mode, *_) in zip(rows, models):
+            a, fss = _numpy_from_csv(path, m, mode, head, "forget")
+            assert fss == ["f0", "f3", "f8"]
+            cells = [f"{100 * a[:, j].mean():.1f} ± {100 * a[:, j].std(ddof=1):.1f}" for j in range(3)]
+            pooled = a.mean(axis=1)
+            cells.append(f"{100 * pooled.mean():.1f} ± {100 * pooled.std(ddof=1):.1f}")
+            line = next(ln for ln in block.splitlines() if ln.startswith(f"| {row['name']} |"))
+            assert line == f"| {row['name']} | 3 | " + " | ".join(cells) + " |"
+
+
 def test_rows_over_seeds_refuses_holes_and_unknown_methods():
     recs = [r for r in _grid() if not (r["seed"] == 1 and r["forget_set"] == "f8" and r["method"] == "original")]
     with pytest.raises(ValueError, match="no record for seed 1, forget set f8"):
