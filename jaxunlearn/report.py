@@ -507,7 +507,16 @@ def forget_set_matrix(rows: Sequence[dict], columns: Sequence = FORGET_COLUMNS, 
     """Markdown matrices of seed rows (:func:`rows_over_seeds`): for each column, one table with
     a row per method and a column per forget set (then the pooled cell), each cell mean ± std
     over seeds (no interval, to stay narrow). Shows at one look on which forget sets a
-    method's result holds. Columns a row lacks print ``–``."""
+    method's result holds.
+
+    Args:
+      rows: seed rows of one table (``per_forget_set`` and ``cells`` keyed by :func:`column_key`).
+      columns: ``(head, split)`` or ``(head, split, metric)`` tuples, one matrix each.
+      title: prefix of each matrix's heading.
+
+    Returns:
+      The markdown of all matrices; a cell a row lacks prints ``–``.
+    """
     fss = sorted({f for r in rows for f in r["forget_sets"]}, key=_natural_key)
     parts = []
     for col in (_norm_column(c) for c in columns):
