@@ -146,16 +146,16 @@ def main():
     out = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
            "command": " ".join([".venv/bin/python", "benchmarks/tfds_load.py", *sys.argv[1:]]),
            "machine": common.machine(), "splits": []}
-    p_sources = a.sources.split(",")
+    sources = a.sources.split(",")
     for name, n, shape in splits:
-        if "mock" in p_sources:
+        if "mock" in sources:
             with tempfile.TemporaryDirectory() as tmp, tfds.testing.mock_data(num_examples=n):
                 src = tfds.data_source(name, split="train", data_dir=tmp, download=False)
                 gen = src.data_source._generator
                 out["splits"].append(measure(name, "mock", n, shape, src, {
                     "record_by_record": record_by_record, "batched": batched,
                     "mock_floor": lambda s: [gen[k] for k in range(len(s))]}, a.repeats))
-        if "files" in p_sources:
+        if "files" in sources:
             with tempfile.TemporaryDirectory() as tmp:
                 t0 = time.perf_counter()
                 build_files(tmp, n, shape)
@@ -164,10 +164,10 @@ def main():
                 out["splits"].append(measure(name, "files", n, shape, src, {
                     "record_by_record": record_by_record, "batched": batched}, a.repeats))
     if a.merge and pathlib.Path(a.out).is_file():
-        kept = [dict(r, source=r.get("source", "mock"), date=r.get("date", old["date"]), command=r.get("command", old["command"]))
-                for old in [json.loads(pathlib.Path(a.out).read_text())] for r in old["splits"]
-                if r.get("source", "mock") not in p_sources]
-        out["splits"] = kept + out["splits"]
+        old = json.loads(pathlib.Path(a.out).read_text())
+        # rows written before rows carried their own source / date / command: mock rows of that run
+        rows = [{"source": "mock", "date": old["date"], "command": old["command"], **r} for r in old["splits"]]
+        out["splits"] = [r for r in rows if r["source"] not in sources] + out["splits"]
     pathlib.Path(a.out).write_text(json.dumps(out, indent=1) + "\n")
     print("wrote", a.out)
 
