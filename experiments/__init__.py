@@ -72,6 +72,8 @@ def _run_all(study) -> int:
     from jaxunlearn.runs import write_text_atomic
     csv_path = study.write_records()
     summary = "\n".join(outputs[n] for n in EXPERIMENTS)
+    plots = sorted(p.relative_to(study.workdir).as_posix() for p in study.workdir.glob("*/*.png"))
+    summary += "\nPlots: " + ", ".join(f"[{p}]({p})" for p in plots) + "\n"
     summary += (f"\nEvery per-seed number: [{csv_path.name}]({csv_path.name}) (one row per seed, forget set, "
                 "method, mode, head and split); how each model's seeds ran: [strategies.json](strategies.json).\n")
     write_text_atomic(study.workdir / "RESULTS.md", f"# Study {study.config.name}\n\n{summary}")

@@ -42,11 +42,13 @@ def run(study) -> str:
             study._unlearn(r, 0, source, on_chunk=on_chunk, chunk=c.curve_every)
             curves[r.title] = points
         runs.write_json_atomic(path, {"forget_set": c.forget_sets[0], "every": c.curve_every, "curves": curves})
-    return write_outputs(out, c.dataset, curves)
+    which = f"first forget set f0: class {', '.join(map(str, c.forget_sets[0]))}; seed {study.seeds[0]}"
+    return write_outputs(out, c.dataset, curves, which)
 
 
-def write_outputs(out, dataset: str, curves: dict) -> str:
-    """``learning_curve.png`` / ``.md`` / ``.tex`` from ``{method: [{"step", "full", "lp", "ncc"}]}``."""
+def write_outputs(out, dataset: str, curves: dict, which: str = "first forget set f0") -> str:
+    """``learning_curve.png`` / ``.md`` / ``.tex`` from ``{method: [{"step", "full", "lp", "ncc"}]}``;
+    ``which`` (the forget set and seed) goes into the markdown heading."""
     series = {f"{name}, {label}": ([p["step"] for p in pts], [p[h] for p in pts])
               for name, pts in curves.items() for h, label in (("full", "Full"), ("lp", "LP"), ("ncc", "NCC"))}
     report.line_plot(series, out / "learning_curve.png", f"{dataset}: forget-class accuracy during unlearning",
@@ -55,7 +57,7 @@ def write_outputs(out, dataset: str, curves: dict) -> str:
     for name, pts in curves.items():
         for p in pts:
             lines.append(f"| {name} | {p['step']} | " + " | ".join(f"{100 * p[h]:.1f}" for h in ("full", "lp", "ncc")) + " |")
-    md = "### Learning curves (forget set 0)\n\n" + "\n".join(lines) + "\n"
+    md = f"### Learning curves ({which})\n\n" + "\n".join(lines) + "\n"
     runs.write_text_atomic(out / "learning_curve.md", md)
     runs.write_text_atomic(out / "learning_curve.tex", _latex(curves))
     return md

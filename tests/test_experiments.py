@@ -122,6 +122,19 @@ def test_second_run_resumes_from_disk(study_dir, capsys):
     assert "built" not in out and "evaluated" not in out
 
 
+def test_results_md_links_every_plot_and_names_the_first_forget_set(study_dir):
+    from experiments import _run_all
+    assert _run_all(Study(TINY, study_dir, progress=False)) == 0  # resumes: every model is on disk
+    md = (study_dir / "RESULTS.md").read_text()
+    plots = sorted(p.relative_to(study_dir).as_posix() for p in study_dir.glob("*/*.png"))
+    assert len(plots) == len(experiments.EXPERIMENTS) + 1  # features draws PCA and t-SNE
+    for p in plots:
+        assert f"[{p}]({p})" in md
+    first = ", ".join(map(str, TINY.forget_sets[0]))
+    for heading in ("Learning curves", "Feature geometry"):
+        assert f"### {heading} (first forget set f0: class {first}; seed {TINY.seeds[0]})" in md
+
+
 def test_unknown_experiment_and_config():
     with pytest.raises(ValueError, match="unknown experiment 'nope'"):
         experiments.run_experiment("nope")
