@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train an original model")
     p.add_argument("--dataset", default="fashion_mnist", help=f"one of {', '.join(DATASETS)}")
-    p.add_argument("--model", default=None, help="mlp, cnn, resnet18, resnet50, vit_s16 (default: per dataset)")
+    from jaxunlearn.models import MODELS
+    p.add_argument("--model", default=None, help=f"one of {', '.join(MODELS)} (default: per dataset)")
     recipe = "default: the recipe of the dataset and model"
     p.add_argument("--epochs", type=int, default=None, help=f"training epochs ({recipe})")
     p.add_argument("--batch-size", type=int, default=None, help=f"batch size ({recipe})")

@@ -54,8 +54,7 @@ def register(sub, add_common) -> None:
                    help="forget set: a class (3), a list (0,5,9) or a fraction of training samples (0.1, drawn "
                         "with --forget-seed) (default: the one stored in the run)")
     p.add_argument("--forget-seed", type=int, default=0, help="seed of a --forget fraction (default: 0)")
-    p.add_argument("--probe", choices=["fast", "sgd"], default="fast",
-                   help="linear probe: closed-form ridge (fast) or SGD-trained (sgd)")
+    p.add_argument("--probe", choices=_probe_names(), default="fast", help=_PROBE_HELP)
     p.add_argument("--layerwise", action="store_true", help="also probe every stage of the encoder")
     p.add_argument("--seeds", default=None, metavar="SEEDS",
                    help="evaluate these seeds of a multi-seed workdir (e.g. 0-4, or all) and report mean, std and "
@@ -75,15 +74,16 @@ def register(sub, add_common) -> None:
     p.add_argument("features", help=".npz with train_features, train_labels, test_features, test_labels, "
                                     "and forget_classes or forget_indices (optional: weights, bias)")
     p.add_argument("--json", required=True, help="output JSON file")
-    p.add_argument("--probe", choices=["fast", "sgd"], default="fast",
-                   help="linear probe: closed-form ridge (fast) or SGD-trained (sgd)")
+    p.add_argument("--probe", choices=_probe_names(), default="fast", help=_PROBE_HELP)
     p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     p.set_defaults(handler=cmd_analyze)
 
     from experiments import EXPERIMENTS
+    from experiments.configs import CONFIGS
     p = sub.add_parser("reproduce", help="one experiment of the paper (table or figure)")
     p.add_argument("name", help="one of " + ", ".join(EXPERIMENTS + ("forgetting_quality",)))
-    p.add_argument("--config", default="fashion_mnist", help="study config: fashion_mnist, digits, cifar10, cifar100")
+    p.add_argument("--config", default="fashion_mnist", choices=CONFIGS,
+                   help="study config: " + ", ".join(CONFIGS) + " (default: fashion_mnist)")
     p.add_argument("--workdir", default=None, help="output directory (default: runs/study-<config>)")
     p.add_argument("--data-dir", default=None, help="where the dataset lives (default: the dataset's usual place)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -93,7 +93,7 @@ def register(sub, add_common) -> None:
     p = sub.add_parser("study", help="the main study: every experiment on the default config")
     p.add_argument("--quick", action="store_true", help="digits + MLP, a few minutes (the config digits)")
     p.add_argument("--config", default=None,
-                   help="fashion_mnist, digits, cifar10 or cifar100 (default: fashion_mnist; digits with --quick)")
+                   choices=CONFIGS, help=", ".join(CONFIGS) + " (default: fashion_mnist; digits with --quick)")
     p.add_argument("--workdir", default=None, help="output directory (default: runs/study-<config>)")
     p.add_argument("--data-dir", default=None, help="where the dataset lives (default: the dataset's usual place)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -112,8 +112,9 @@ def register(sub, add_common) -> None:
     p = sub.add_parser("pool", help="N retrained + N unlearned models of one forget set, stored as logits "
                                     "(forgetting quality, U-LiRA)")
     p.add_argument("--dataset", default="digits", choices=DATASETS, help="the dataset (default: digits)")
-    p.add_argument("--model", default=None, help="mlp, cnn, ... (default: per dataset)")
-    p.add_argument("--method", default=None, help="the unlearning method (default: only the retrained side)")
+    p.add_argument("--model", default=None, help=f"one of {', '.join(_model_names())} (default: per dataset)")
+    p.add_argument("--method", default=None, help=f"one of {', '.join(_method_names())} (default: only the "
+                                                  "retrained side; see `jaxunlearn methods`)")
     p.add_argument("--mode", choices=["full", "classifier_only", "cmf"], default="full", help="head mode of the method")
     p.add_argument("--forget", default="3", help="a class (3), a list (0,5,9) or a fraction of samples (0.1)")
     p.add_argument("--models", type=int, default=64, help="models per side (N)")
@@ -140,6 +141,21 @@ def register(sub, add_common) -> None:
 
 
 _PRESET_DEFAULT = "default: the method's, with the source run's dataset preset (see `jaxunlearn methods --dataset D`)"
+
+
+_PROBE_HELP = ("linear probe: fast (L2 logistic regression on standardised features, L-BFGS), sgd (SGD, 20 "
+               "epochs) or the authors' SGD protocol of a dataset, paper-cifar10 (20 epochs), paper-cifar100 / "
+               "paper-tiny_imagenet (150)")
+
+
+def _probe_names():
+    from jaxunlearn.heads import PROBE_PROTOCOLS
+    return ["fast", *PROBE_PROTOCOLS]
+
+
+def _model_names():
+    from jaxunlearn.models import MODELS
+    return list(MODELS)
 
 
 def _method_names():

@@ -152,3 +152,23 @@ def test_write_json_atomic(tmp_path):
         analyze.write_json_atomic(path, {"x": object()})
     assert json.loads(path.read_text())["b"] == 1.5  # the old file survives a failed write
     assert os.listdir(tmp_path) == ["out.json"]
+
+
+def test_cli_analyze_runs_the_authors_probe_protocols(tmp_path):
+    """``analyze --probe paper-cifar100`` (150 epochs, patience 40) reports the probe that
+    ``analyze_features`` computes with that protocol; an unknown probe is refused before any
+    file is written."""
+    from jaxunlearn import cli
+    a = _arrays(n=400, m=200)
+    path = _save(tmp_path, a)
+    got = {}
+    for probe in ("paper-cifar10", "paper-cifar100"):
+        out = tmp_path / f"{probe}.json"
+        assert cli.main(["analyze", str(path), "--json", str(out), "--probe", probe]) == 0
+        got[probe] = json.loads(out.read_text())
+        assert got[probe]["probe"] == probe
+        want = analyze.analyze_features(analyze.load_features_npz(path), probe=probe)
+        assert got[probe]["lp"] == pytest.approx(want["lp"], abs=1e-12)
+    with pytest.raises(SystemExit):
+        cli.main(["analyze", str(path), "--json", str(tmp_path / "x.json"), "--probe", "lbfgs"])
+    assert not (tmp_path / "x.json").exists()

@@ -348,6 +348,14 @@ def test_unlearn_refuses_bad_options(nested, ds, kw, message):
         ju.unlearn("random_label", net, state, ds, **kw)
 
 
+@pytest.mark.parametrize("kw", [dict(epochs=3), dict(settings={"batch_size": 64})])
+def test_method_setup_refuses_a_run_setting_the_method_does_not_use(ds, kw):
+    # as the CLI refuses `unlearn --method svd --epochs 3`: SVD trains nothing
+    with pytest.raises(ValueError, match=r"svd does not use '(epochs|batch_size)'; it has hyper-parameters alpha_r"):
+        ju.method_setup("svd", ds, **kw)
+    assert ju.method_setup("random_label", ds, **kw)[2].replace() is not None  # a method that uses them takes them
+
+
 def test_evaluate_without_relearning_unless_asked(nested, ds):
     from jaxunlearn import train
     net, state, _ = nested
