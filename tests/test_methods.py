@@ -500,11 +500,12 @@ def test_neggrad_plus_batchnorm_sees_the_forget_batch_first(trained_cnn, problem
     assert not all(np.allclose(a, b) for a, b in zip(jax.tree.leaves(bs), jax.tree.leaves(bs_r)))
 
 
-@pytest.mark.parametrize("clip", [1.0, 1e3])
+@pytest.mark.parametrize("clip", [1.0, 1e3, 0.0])
 def test_neggrad_plus_gradient_equals_differentiating_both_passes(trained_cnn, problem, clip):
     """The loss reuses the forget gradient it takes for the clipping scale: its value and its
     gradient equal those of ``r_ce - w * min(1, c / |g_f|) * f_ce`` differentiated directly
-    (the scale held constant), with the clip active (c = 1) and inactive (c = 1000)."""
+    (the scale held constant), with the clip active (c = 1), inactive (c = 1000) and off
+    (c = 0: scale 1, the authors' NegGrad+ + CMF)."""
     import optax
     from jaxunlearn import train
     from jaxunlearn.unlearn.neggrad_plus import neggrad_plus_loss
@@ -519,7 +520,9 @@ def test_neggrad_plus_gradient_equals_differentiating_both_passes(trained_cnn, p
         return train.cross_entropy(logits, batch["forget"]["labels"])
 
     g_f = jax.grad(forget_ce)(state.params)
-    scale = min(1.0, clip / float(optax.global_norm(g_f)))
+    scale = min(1.0, clip / float(optax.global_norm(g_f))) if clip > 0 else 1.0
+    if clip == 1.0:
+        assert scale < 1.0  # the clip binds
 
     def direct(p):
         _, _, bs_f = net.forward(p, state.batch_stats, batch["forget"]["images"], True)

@@ -136,8 +136,14 @@ def test_tiny_imagenet_config():
     assert presets.preset_name("tiny_imagenet") == "tiny_imagenet"
     hp, s, _ = presets.resolve(get_method("unsir"), "tiny_imagenet", "cmf")
     assert (hp["lr"], hp["impair_lr"], s.optimizer) == (2e-5, 2e-4, "adam")
-    hp, _, _ = presets.resolve(get_method("neggrad_plus"), "tiny_imagenet", "cmf")
+    hp, s, _ = presets.resolve(get_method("neggrad_plus"), "tiny_imagenet", "cmf")
     assert hp["lr"] == 3e-5
+    for dataset in ("cifar10", "cifar100", "tiny_imagenet"):  # the authors' CMF variant: total clip only
+        hp, s, _ = presets.resolve(get_method("neggrad_plus"), dataset, "cmf")
+        assert (hp["clip"], s.clip_norm) == (0.0, 1.0)
+        assert presets.resolve(get_method("neggrad_plus"), dataset, "full")[0]["clip"] == 1.0
+        assert presets.resolve(get_method("boundary_shrink"), dataset, "full")[0]["eps"] == 0.1  # SalUn's bound
+    assert presets.resolve(get_method("boundary_shrink"), "digits", "full")[0]["eps"] == 0.2
     hp, s = configs.get_config("tiny_imagenet", "svd")
     assert hp == {"alpha_r": 30.0, "alpha_f": 10.0} and s.option("samples") == 999
 

@@ -21,8 +21,9 @@ stored in aux as an ``[N]`` array over the training split, read through
 
 Defaults (digits-sized): eps 0.2, lr 0.01, 2 epochs. At SalUn's 0.1 the step crosses a
 boundary for only 45 % of the digits MLP's forget samples (the rest keep their own label) and
-forget accuracy stays at 51 %; at 0.2, 97 % cross and it reaches 0 % (retain 94.7 %). For
-SalUn's CIFAR setting pass ``eps=0.1`` (the paper's tables do not include Boundary Shrink).
+forget accuracy stays at 51 %; at 0.2, 97 % cross and it reaches 0 % (retain 94.7 %). The
+CIFAR-10 / CIFAR-100 / Tiny-ImageNet presets use SalUn's 0.1 (the paper's tables do not
+include Boundary Shrink; ``unlearn/presets.py``).
 
 In ``classifier_only`` mode the attack sees the zeroed head, so the labels degenerate (all
 logits tie); use the full mode. In ``cmf`` mode the attack model is the original encoder with

@@ -1,14 +1,17 @@
 """NegGrad+: per retain batch, descend CE on it and ascend CE on a forget batch.
 
-The forget gradient is clipped to norm ``clip`` (1) before it is subtracted, and scaled by
-``forget_weight`` (1; the CMF variant uses 0.5). One optimiser step per retain batch.
+The forget gradient is clipped to norm ``clip`` (1; 0 = not clipped) before it is subtracted,
+and scaled by ``forget_weight`` (1; the CMF variant uses 0.5). One optimiser step per retain
+batch.
 
 As the authors' ``unlearn_naive`` (``unlearn/naive.py`` of ycgao1/CMF_Unlearning, lines
 44-63): the forget batch runs first in training mode, so BatchNorm's running statistics are
 updated by the forget batch and then by the retain batch (two momentum updates per step);
 only the forget gradient is clipped (``clip_grad_norm_`` between the two backward passes).
 Their CMF variant (``unlearn_naive_CMF``, lines 387-411) instead clips the *total* gradient
-after both passes; that clipping belongs to the optimiser step (``docs/parity.md``, item 5).
+after both passes and not the forget gradient alone; that clipping belongs to the optimiser
+step (``Settings.clip_norm``), so the paper's + CMF configs set ``clip=0`` (``docs/parity.md``,
+item 5).
 """
 
 import jax
@@ -30,7 +33,9 @@ def neggrad_plus_loss(net, params, batch_stats, batch, key, hparams, aux):
     # Clipping the forget gradient to norm c is the same as scaling its loss by
     # min(1, c / ||g_f||), with the scale held constant (stop_gradient).
     (f_ce, bs_f), g_f = jax.value_and_grad(forget_ce, has_aux=True)(params)
-    scale = jax.lax.stop_gradient(jnp.minimum(1.0, hparams["clip"] / (optax.global_norm(g_f) + 1e-12)))
+    clip = hparams["clip"]
+    scale = jax.lax.stop_gradient(jnp.where(
+        clip > 0, jnp.minimum(1.0, clip / (optax.global_norm(g_f) + 1e-12)), 1.0))
     # In training mode the outputs do not read the running statistics, so chaining them
     # through the forget pass changes only the statistics the step returns.
     logits_r, _, bs = net.forward(params, bs_f, r["images"], True)
@@ -57,7 +62,7 @@ METHOD = Method(
     summary="descend on retain, ascend (clipped) on forget",
     hparams={"lr": 0.01, "forget_weight": 1.0, "clip": 1.0},
     options=(opt.LR(), opt.HParam("forget_weight", "scale of the forget-set ascent", 0.0),
-             opt.HParam("clip", "norm the forget gradient is clipped to", 0.0, low_open=True), *opt.TRAINING),
+             opt.HParam("clip", "norm the forget gradient is clipped to (0: not clipped)", 0.0), *opt.TRAINING),
     settings=Settings(epochs=2),
     phases=lambda s: [Phase("neggrad_plus", neggrad_plus_loss, {"retain": s.batch_size, "forget": s.batch_size},
                             "retain", s.epochs)],

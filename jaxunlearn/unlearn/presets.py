@@ -45,13 +45,18 @@ def _overrides(table: dict, mode: str = "full") -> dict:
 _CMF_FINETUNE = {"cmf_finetune": ({"lr": 3e-4}, {"epochs": 1, "batch_size": 128, "optimizer": "sgd",
                                                  "momentum": 0.9, "weight_decay": 1e-4, "schedule": "constant"})}
 
+# Boundary Shrink is in none of the paper's tables; on natural images it takes SalUn's pixel-space
+# FGSM bound 0.1 (SalUn Classification/unlearn/boundary_sh.py:69), not the digits default 0.2
+_BOUNDARY_SHRINK = {"boundary_shrink": ({"eps": 0.1}, {})}
+
 # the paper's tables and the authors' run scripts, as unlearn/configs.py holds them (docs/parity.md)
 CIFAR10 = {**_overrides(configs.CIFAR10), **_overrides(configs.CIFAR10_CMF, "cmf"),
-           **_overrides(configs.CIFAR10_CLASSIFIER_ONLY, "classifier_only"), **_CMF_FINETUNE}
+           **_overrides(configs.CIFAR10_CLASSIFIER_ONLY, "classifier_only"), **_CMF_FINETUNE, **_BOUNDARY_SHRINK}
 CIFAR100 = {**_overrides(configs.CIFAR100), **_overrides(configs.CIFAR100_CMF, "cmf"),
-            **_overrides(configs.CIFAR100_CLASSIFIER_ONLY, "classifier_only"), **_CMF_FINETUNE}
+            **_overrides(configs.CIFAR100_CLASSIFIER_ONLY, "classifier_only"), **_CMF_FINETUNE, **_BOUNDARY_SHRINK}
 TINY_IMAGENET = {**_overrides(configs.TINY_IMAGENET), **_overrides(configs.TINY_IMAGENET_CMF, "cmf"),
-                 **_overrides(configs.TINY_IMAGENET_CLASSIFIER_ONLY, "classifier_only"), **_CMF_FINETUNE}
+                 **_overrides(configs.TINY_IMAGENET_CLASSIFIER_ONLY, "classifier_only"), **_CMF_FINETUNE,
+                 **_BOUNDARY_SHRINK}
 
 FASHION_MNIST = {
     # the method's digits defaults (lr 0.1, 10 epochs, weight decay 5e-3) are for the digits MLP
