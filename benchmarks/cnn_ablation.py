@@ -78,6 +78,11 @@ def patched(module, attrs):
             setattr(module, k, v)
 
 
+#: Where ``main`` writes (``cnn_bn_variants.py`` points them elsewhere).
+OUT_NAME = "cnn_ablation.json"
+SCRIPT = "benchmarks/cnn_ablation.py"
+
+
 def make_variant(attrs, steps):
     """``jax_side.TrainStep`` (the train-step benchmark's setting) traced with ``attrs`` patched
     into ``models/cnn.py``; returns its timed run."""
@@ -106,16 +111,16 @@ def main():
             samples[name].append(time.perf_counter() - t)
     imgs = a.steps * common.BATCH
     out = {"what": "small CNN train step (library loop, batch 128, one device), variants in one process",
-           "command": ".venv/bin/python benchmarks/cnn_ablation.py " + " ".join(sys.argv[1:]),
+           "command": f".venv/bin/python {SCRIPT} " + " ".join(sys.argv[1:]),
            "date": started, "machine": common.machine(), "steps_per_run": a.steps, "rounds": a.rounds,
            "variants": {name: {"img_s_median": imgs / float(np.median(s)), "img_s_min": imgs / max(s),
                                "img_s_max": imgs / min(s), "samples_s": s} for name, s in samples.items()}}
-    (HERE / "cnn_ablation.json").write_text(json.dumps(out, indent=1))
+    (HERE / OUT_NAME).write_text(json.dumps(out, indent=1))
     base = out["variants"]["library"]["img_s_median"]
     for name, v in out["variants"].items():
         print(f"{name:18s} {v['img_s_median']:8.1f} img/s ({v['img_s_min']:.0f}-{v['img_s_max']:.0f})  "
               f"{v['img_s_median'] / base:.2f}x library")
-    print(f"wrote {HERE / 'cnn_ablation.json'}")
+    print(f"wrote {HERE / OUT_NAME}")
 
 
 if __name__ == "__main__":

@@ -173,8 +173,9 @@ def attempts_table(att):
     out = []
     for e in att:
         if e.get("kind") == "note":
-            out.append(f"#### `{e['name']}` ({e['date']})\n\n`{e['command']}`: eager {e['eager_s']} s, jitted "
-                       f"{e['jit_s']} s (load average {e['loadavg']}). {e['decision']}.\n")
+            figures = e.get("summary") or f"eager {e['eager_s']} s, jitted {e['jit_s']} s"
+            out.append(f"#### `{e['name']}` ({e['date']})\n\n`{e['command']}`: {figures} (load average "
+                       f"{e['loadavg']}). {e['decision']}.\n")
             continue
         t = e["torch"]
         out.append(f"#### `{e['name']}` ({e['date']})\n")
@@ -220,6 +221,7 @@ bash benchmarks/setup_torch.sh                 # PyTorch side: benchmarks/.torch
 .venv/bin/python benchmarks/run.py --suite attempts   # speed-up attempts -> attempts.json
 .venv/bin/python benchmarks/analyze_cli.py     # `jaxunlearn analyze` on 60k x 512 -> analyze_cli.json
 .venv/bin/python benchmarks/cnn_ablation.py    # small CNN step: pool / BatchNorm variants -> cnn_ablation.json
+.venv/bin/python benchmarks/cnn_bn_variants.py  # small CNN step: BatchNorm formulations (attempts/cnn_batchnorm)
 benchmarks/.torch-venv/bin/python benchmarks/torch_profile_cnn.py   # PyTorch's BatchNorm share of its CNN step
 .venv/bin/python benchmarks/render.py          # README.md from the JSON files
 bash benchmarks/gpu.sh                         # one GPU -> results-gpu.json
@@ -294,7 +296,9 @@ NOTES = """* What the attempts show (numbers in the tables above): most of the J
   shifted-matmul formulations of the two 3x3 layers were 1.3-3.9x slower (forward + backward)
   than XLA's convolution; XLA flags (`xla_cpu_enable_concurrency_optimized_scheduler`, XNN
   graph fusion, removing YNN REDUCE/ELTWISE/DOT fusions) moved the step by less than the
-  run-to-run spread.
+  run-to-run spread. Kept as a script since 2026-12-01: `benchmarks/cnn_bn_variants.py` times
+  four drop-in BatchNorms (channel sums as one GEMM or in two stages; JAX's gradient or a
+  written-out VJP) against the library in one process; all were slower (`attempts/cnn_batchnorm`).
 * JAX on GPU: `gpu.sh` (not run here; no GPU on this machine)."""
 
 
