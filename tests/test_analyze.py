@@ -159,8 +159,7 @@ def test_cli_analyze_runs_the_authors_probe_protocols(tmp_path):
     ``analyze_features`` computes with that protocol; an unknown probe is refused before any
     file is written."""
     from jaxunlearn import cli
-    a = _arrays(n=400, m=200)
-    path = _save(tmp_path, a)
+    path = _save(tmp_path, _arrays())
     got = {}
     for probe in ("paper-cifar10", "paper-cifar100"):
         out = tmp_path / f"{probe}.json"

@@ -343,7 +343,11 @@ def test_help_texts(capsys):
     for m in METHODS:
         assert m in helps["unlearn"]
     assert "--seed SEED PRNG seed of the run (and of a random forget set) (default: 0)" in helps["unlearn"]
-    assert "(default: fast)" in helps["evaluate"] and "{fast,sgd}" in helps["evaluate"]
+    assert "(default: fast)" in helps["evaluate"]
+    for h in (helps["evaluate"], helps["analyze"]):
+        assert "{fast,sgd,paper-cifar10,paper-cifar100,paper-tiny_imagenet}" in h
+    assert "{fashion_mnist,digits,cifar10,cifar100,tiny_imagenet}" in helps["study"]
+    assert "{fashion_mnist,digits,cifar10,cifar100,tiny_imagenet}" in helps["reproduce"]
     assert "--keep KEEP checkpoints kept (default: 3)" in helps["train"]
     parser = cli.build_parser()  # every option of every sub-command says its default or is required/a flag
     for action in parser._subparsers._group_actions[0].choices.values():
