@@ -306,11 +306,8 @@ def method_setup(method, ds: data_lib.Dataset, *, mode: str = "full", hparams: M
         hp, st = dict(hparams or {}), settings.replace(mode=mode, **options) if options or \
             settings.mode != mode else settings
     else:
-        if method.options:  # as the CLI refuses ``svd --epochs``: a run setting the method does not use
-            declared = opt_lib.specs(method)
-            for name in {**dict(settings or {}), **options}:
-                if name in opt_lib.SETTINGS_FIELDS and name not in declared:
-                    raise ValueError(f"{method.name} does not use {name!r}; it has {opt_lib.names_text(method)}")
+        for name in {**dict(settings or {}), **options}:  # as the CLI refuses ``svd --epochs``
+            opt_lib.refuse_unused_setting(method, name)
         preset_hp, preset_st = presets.lookup(ds.name, method.name, mode)
         hp = {**preset_hp, **(hparams or {})}
         st = method.settings.replace(mode=mode, **{**preset_st, **dict(settings or {}), **options})

@@ -181,9 +181,9 @@ def cmd_unlearn(args) -> int:
         if value is None:
             continue
         flag = "--" + name.replace("_", "-")
-        known = name in method.hparams if name == "lr" else name in options.specs(method) or not method.options
-        if not known:
+        if name == "lr" and name not in method.hparams:
             raise ValueError(f"{method.name} does not use {flag}; it has {options.names_text(method)}")
+        options.refuse_unused_setting(method, name, flag)
         (hp_over if name == "lr" else opt_over).setdefault(name, value)  # --set NAME=... wins
     from jaxunlearn import multiseed, seeds as seeds_lib
     seed_list = None if args.seeds is None else seeds_lib.parse_seeds(args.seeds)

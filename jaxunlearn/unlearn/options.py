@@ -190,6 +190,15 @@ def check_declaration(method) -> None:
             raise ValueError(f"{method.name}: option {s.name} needs a default")
 
 
+def refuse_unused_setting(method, name: str, shown: str | None = None) -> None:
+    """Refuses an explicit override of ``Settings`` field ``name`` that ``method`` does not
+    declare (``epochs`` of the training-free SVD). A method that declares nothing takes every
+    field. ``shown``: how the name appears in the message (``--epochs``; default ``'epochs'``).
+    """
+    if method.options and name in SETTINGS_FIELDS and name not in specs(method):
+        raise ValueError(f"{method.name} does not use {shown or repr(name)}; it has {names_text(method)}")
+
+
 def names_text(method) -> str:
     """``"hyper-parameters lr, forget_weight; options epochs, ..."`` for error messages."""
     hp = [s.name for s in method.options if s.hparam] or list(method.hparams)
