@@ -86,7 +86,6 @@ def run(study) -> str:
     runs.write_json_atomic(out / "features.json", {"forget_classes": fc, "models": list(models), "stats": stats})
     lines = ["| model | forget mean to nearest retain mean | forget spread |", "|---|---|---|"]
     lines += [f"| {k} | {v['forget_to_nearest_retain_mean']:.3f} | {v['forget_spread']:.3f} |" for k, v in stats.items()]
-    md = (f"### Feature geometry (first forget set f0: class {', '.join(map(str, fc))}; seed {study.seeds[0]})\n\n"
-          + "\n".join(lines) + "\n")
+    md = f"### Feature geometry ({study.first_model_label()})\n\n" + "\n".join(lines) + "\n"
     runs.write_text_atomic(out / "features.md", md)
     return md

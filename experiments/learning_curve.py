@@ -42,11 +42,10 @@ def run(study) -> str:
             study._unlearn(r, 0, source, on_chunk=on_chunk, chunk=c.curve_every)
             curves[r.title] = points
         runs.write_json_atomic(path, {"forget_set": c.forget_sets[0], "every": c.curve_every, "curves": curves})
-    which = f"first forget set f0: class {', '.join(map(str, c.forget_sets[0]))}; seed {study.seeds[0]}"
-    return write_outputs(out, c.dataset, curves, which)
+    return write_outputs(out, c.dataset, curves, study.first_model_label())
 
 
-def write_outputs(out, dataset: str, curves: dict, which: str = "first forget set f0") -> str:
+def write_outputs(out, dataset: str, curves: dict, which: str = "first forget set") -> str:
     """``learning_curve.png`` / ``.md`` / ``.tex`` from ``{method: [{"step", "full", "lp", "ncc"}]}``;
     ``which`` (the forget set and seed) goes into the markdown heading."""
     series = {f"{name}, {label}": ([p["step"] for p in pts], [p[h] for p in pts])

@@ -99,6 +99,10 @@ class Study:
         and evaluations stay correct when the list of forget sets changes."""
         return "f" + "_".join(map(str, self.config.forget_sets[i]))
 
+    def first_model_label(self) -> str:
+        """What the one-model figures show: ``"first forget set f3, seed 0"`` (the tables' tag)."""
+        return f"first forget set {self.tag(0)}, seed {self.seeds[0]}"
+
     def forget_spec(self, i: int) -> data_lib.ForgetSpec:
         return data_lib.parse_forget(list(self.config.forget_sets[i]), self.ds.num_classes)
 
