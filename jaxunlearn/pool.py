@@ -467,7 +467,7 @@ class Pool:
                                   batch_size=self.recipe.batch_size, augment=self.recipe.augment(),
                                   patience=self.recipe.patience)
             data = {"images": jnp.asarray(self.ds.train_images), "labels": jnp.asarray(self.ds.train_labels),
-                    "train_rows": train.as_stream(jnp.asarray(retain, jnp.int32))}
+                    "train_rows": jnp.asarray(retain, jnp.int32)}
             if len(self.ds.val_labels):
                 data.update(val_images=jnp.asarray(self.ds.val_images), val_labels=jnp.asarray(self.ds.val_labels))
             program = jax.jit(jax.vmap(fn, in_axes=(0, None, None)))

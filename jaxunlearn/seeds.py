@@ -105,7 +105,7 @@ def train_seeds(ds: data_lib.Dataset, model: str, recipe: runs.Recipe, seeds: Se
     fn = train.make_train(net, ds.image_shape, recipe.optim(spe), epochs=recipe.epochs,
                           batch_size=recipe.batch_size, augment=recipe.augment(), patience=recipe.patience)
     data = {"images": jnp.asarray(ds.train_images), "labels": jnp.asarray(ds.train_labels),
-            "train_rows": train.as_stream(jnp.asarray(idx, jnp.int32))}
+            "train_rows": jnp.asarray(idx, jnp.int32)}
     if len(ds.val_labels):
         data.update(val_images=jnp.asarray(ds.val_images), val_labels=jnp.asarray(ds.val_labels))
     keys = jnp.stack([jax.random.key(s) for s in seeds])

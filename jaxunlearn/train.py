@@ -628,22 +628,26 @@ def make_train(net: Net, image_shape, cfg: OptimConfig, *, epochs: int, batch_si
     No host callbacks, so the function is traceable end to end and
     ``jax.vmap(train, in_axes=(0, None, None))(keys, data, hparams)`` trains one model per key.
 
-    ``data`` holds ``"images"`` and ``"labels"`` ``[N, ...]``; optionally ``"train_rows"``, a
-    :class:`Stream` of the rows to train on (e.g. a retain set padded to a common length, so
-    retrainings on forget sets of unequal sizes vmap; default: every row, or the first
-    ``num_train``). With ``"val_images"`` / ``"val_labels"`` the run keeps the state of the
+    ``data`` holds ``"images"`` and ``"labels"`` ``[N, ...]``; optionally ``"train_rows"``, the
+    rows to train on: an int32 index array ``[L]`` (every entry a row), or a :class:`Stream`
+    (e.g. a retain set padded to a common length, so retrainings on forget sets of unequal
+    sizes vmap; steps past a padded stream's own epoch length are masked, which costs time, so
+    pass a plain array when nothing is padded). Default: every row, or the first
+    ``num_train``. With ``"val_images"`` / ``"val_labels"`` the run keeps the state of the
     best validation accuracy (evaluated after every epoch, first best on ties) and, with
     ``patience``, stops updating after that many epochs without improvement: what the host
     driver (:func:`fit` with ``early_stopping_metric``) does. The same key and rows give the
     same model as :func:`jaxunlearn.runs.train_model`.
     """
     step = make_step(net, loss_fn, cfg, bn_train=bn_train, augment=augment)
-    epoch_fn = Epoch(step, {"train": batch_size}, "train", masked=True)
     predict = make_predict(net, eval_batch_size, loop="scan")
 
     def train(key, data, hparams):
         data = dict(data)
         rows = data.pop("train_rows", None)
+        # only a padded Stream needs its steps masked (a plain index array has no padding);
+        # the mask costs ~30 % of a vmapped digits-MLP run (docs/forgetting_quality_scale.md)
+        epoch_fn = Epoch(step, {"train": batch_size}, "train", masked=isinstance(rows, Stream))
         val_x, val_y = data.pop("val_images", None), data.pop("val_labels", None)
         if rows is None:
             n = num_train if num_train is not None else data["labels"].shape[0]

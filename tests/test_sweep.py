@@ -108,3 +108,21 @@ def test_hparam_sweep_is_one_vmapped_run_equal_to_separate_runs(trained_digits, 
         sweep.sweep_hparams(method, key, net, state, problem, {"alpha": [1.0]})
     with pytest.raises(ValueError, match="one common length"):
         sweep.sweep_hparams(method, key, net, state, problem, {"lr": [0.1, 0.2], "forget_weight": [1.0]})
+
+
+def test_retrain_over_forget_sets_of_unequal_sizes_never_draws_padding(trained_digits, digits):
+    """Retrain's retain stream keeps the padded problem's validity mask: class 3 (1164 retain
+    rows) padded to class 8's 1170 trains on the batches of its own unpadded run. (Its stream
+    was the bare index array, so the 6 padding rows, all row 0, were drawn: 1.7e-4 apart.)"""
+    net, state = trained_digits
+    method = get_method("retrain")
+    settings = method.settings.replace(epochs=1)
+    key = jax.random.key(2)
+    swept = sweep.sweep_forget_sets(method, key, net, state, digits, ["3", "8"], settings=settings,
+                                    strategy="vmap", keep_states=True)
+    assert swept["strategy"] == "vmap"
+    for spec, got in zip(["3", "8"], swept["states"]):
+        alone = unlearn(method, key, net, state, make_problem(digits, data_lib.parse_forget(spec, 10)),
+                        settings=settings).state
+        for x, y in zip(jax.tree.leaves(got.params), jax.tree.leaves(alone.params)):
+            np.testing.assert_allclose(x, y, atol=2e-6)

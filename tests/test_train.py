@@ -104,6 +104,24 @@ def test_vmapped_seeds_equal_looped_seeds(digits):
             np.testing.assert_allclose(a, b[i], rtol=1e-4, atol=1e-5)
 
 
+def test_train_rows_as_an_array_equal_an_unpadded_stream_and_padding_is_never_drawn(digits):
+    """``make_train`` masks steps only for a :class:`Stream` (padding possible); a plain index
+    array runs unmasked, and both give the same model. A stream padded with invalid rows gives
+    the model of its valid rows."""
+    net, cfg, spe, data, _ = _setup(digits)
+    rows = np.arange(0, len(digits.train_labels) - 5, dtype=np.int32)
+    trainer = jax.jit(train.make_train(net, digits.image_shape, train.OptimConfig(total_steps=2 * spe), epochs=2,
+                                       batch_size=64))
+    key, hp = jax.random.key(3), {"lr": jnp.float32(0.05)}
+    plain = trainer(key, {**data, "train_rows": jnp.asarray(rows)}, hp)
+    stream = trainer(key, {**data, "train_rows": train.as_stream(rows)}, hp)
+    padded = trainer(key, {**data, "train_rows": train.pad_stream(rows, len(rows) + 70)}, hp)
+    for other in (stream, padded):
+        for a, b in zip(jax.tree.leaves(plain.params), jax.tree.leaves(other.params)):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert int(plain.step) == int(padded.step) == 2 * (len(rows) // 64)
+
+
 def test_interrupted_training_resumes_to_same_parameters(digits, tmp_path):
     recipe = runs.recipe_for("digits", "mlp", epochs=3)
     _, uninterrupted, _ = runs.train_model(digits, "mlp", recipe, seed=0, progress=False)

@@ -342,6 +342,9 @@ def _run(method: Method, net: Net, settings: Settings, key, state: TrainState, p
             extra["update_mask"] = jax.tree.map(jnp.logical_and, aux["update_mask"], extra["update_mask"])
         aux.update(extra)
     streams_all = {n: train.as_stream(v) for n, v in (method.streams or default_streams)(problem, settings).items()}
+    # only a padded problem (stacked forget sets of unequal sizes) needs steps past a stream's
+    # own epoch length masked; unpadded runs (one forget set, vmapped seeds) skip the mask's cost
+    padded = problem.retain_valid is not None or problem.forget_valid is not None
     history = []
     for i, phase in enumerate(method.phases(settings)):
         streams = {n: streams_all[n] for n in phase.batch_sizes}
@@ -361,7 +364,8 @@ def _run(method: Method, net: Net, settings: Settings, key, state: TrainState, p
             step_net = run_net.frozen_encoder() if settings.mode == "classifier_only" else run_net
             step = train.make_step(step_net, loss, cfg, bn_train=settings.mode != "classifier_only",
                                    augment=train.AugmentConfig(settings.augment_pad, settings.augment_flip))
-            epoch_fn = train.Epoch(step, dict(phase.batch_sizes), phase.primary, batch_sharding, masked=traced)
+            epoch_fn = train.Epoch(step, dict(phase.batch_sizes), phase.primary, batch_sharding,
+                                   masked=traced and padded)
             return epoch_fn, (None if traced else train.jit_runner(epoch_fn))
 
         if traced:  # traced once by the caller's jit: nothing to reuse

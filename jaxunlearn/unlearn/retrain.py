@@ -14,6 +14,6 @@ METHOD = Method(
     options=(opt.LR("learning rate (cosine schedule by default)"), *opt.TRAINING),
     settings=Settings(epochs=8, schedule="cosine"),
     phases=lambda s: [Phase("retrain", retain_ce, {"retain": s.batch_size}, "retain", s.epochs)],
-    streams=lambda problem, s: {"retain": problem.retain},
+    streams=lambda problem, s: {"retain": problem.stream("retain")},
     from_scratch=True,
 )
