@@ -6,7 +6,11 @@ What one timed run does, on each side (a fresh process each run, so start-up, co
 and dataset loading are inside the wall time, as for a user's command):
 
 * ``jax-vmap``: ``jaxunlearn.pool.build_pool`` with ``strategy="vmap"`` (batches of 16 models,
-  one compiled program per side), from a given original model;
+  one compiled program per side), from a given original model, with an empty persistent
+  compilation cache (``jaxunlearn.compiled.enable_persistent_cache``, which every
+  single-process command turns on): a user's first command on a machine;
+* ``jax-vmap-warm``: the same with the cache an earlier (untimed) run of the same build
+  filled: every later command;
 * ``jax-loop``: the same with ``strategy="loop"`` (the host drivers, one model after another);
 * ``torch``: ``pool_torch.py``, a loop of the same MLP with the same recipe, steps, method
   settings and stored outputs (from the same original weights), 1 thread (the faster setting
@@ -46,6 +50,8 @@ def jax_child(a) -> None:
     t0 = time.perf_counter()
     import numpy as np
 
+    from jaxunlearn import compiled
+    compiled.enable_persistent_cache(a.cache)  # before anything compiles, as the command line does
     from jaxunlearn import pool as pool_lib
     out = pool_lib.build_pool(a.workdir, "random_label", "full", strategy=a.strategy, log=None, dataset="digits",
                               model="mlp", forget="3", models=a.models, batch=16, original=a.original)
@@ -112,9 +118,10 @@ def run_once(cfg: str, env: dict, tmp: pathlib.Path, models: int, r: int) -> dic
         wall = time.perf_counter() - t
         return {"wall_s": wall, **json.loads(out.read_text()), "command": cmd}
     work = tmp / f"{cfg}-{r}"
-    n = models if cfg == "jax-vmap" else env["loop_models"]
+    n = env["loop_models"] if cfg == "jax-loop" else models
+    cache = env["warm_cache"] if cfg == "jax-vmap-warm" else str(tmp / f"xla-{cfg}-{r}")  # else empty
     cmd = [JAX_PY, str(HERE / "pool.py"), "--child", "--strategy", cfg.split("-")[1], "--workdir", str(work),
-           "--original", env["original"], "--models", str(n)]
+           "--original", env["original"], "--models", str(n), "--cache", cache]
     t = time.perf_counter()
     res = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
     wall = time.perf_counter() - t
@@ -137,12 +144,15 @@ def render_fields(row: dict) -> dict:
                 "command": " ".join(cmd) if isinstance(cmd, list) else cmd,
                 **({"version": first["version"]} if "version" in first else {})}
     row = {**row, "jax": side(row["jax"]), "torch": side(row["torch"])}
-    loop = row["jax"]["other_configs"].get("loop")
-    if loop and loop.get("runs"):
-        loop = side(loop)
-        t = row["torch"].get("median_s")
-        row["variants"] = {"jax: library loop (host drivers; 8 per side scaled to N)":
-                           {**loop, "ratio": t / loop["median_s"] if t else None}}
+    t = row["torch"].get("median_s")
+    names = {"vmap-warm": "jax: vmap, warm compilation cache (a later command)",
+             "loop": "jax: library loop (host drivers; 8 per side scaled to N)"}
+    row["variants"] = {}
+    for key, label in names.items():
+        v = row["jax"]["other_configs"].get(key)
+        if v and v.get("runs"):
+            v = side(v)
+            row["variants"][label] = {**v, "ratio": t / v["median_s"] if t else None}
     return row
 
 
@@ -154,7 +164,8 @@ def main():
     p.add_argument("--original")
     p.add_argument("--models", type=int, default=64)
     p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--configs", default="jax-vmap,torch,jax-loop")
+    p.add_argument("--configs", default="jax-vmap,jax-vmap-warm,torch,jax-loop")
+    p.add_argument("--cache", help="(--child) the persistent compilation cache directory")
     p.add_argument("--loop-rounds", type=int, default=1, help="rounds that include jax-loop (it is slow)")
     p.add_argument("--loop-models", type=int, default=8,
                    help="models per side the loops (jax-loop, torch) build; their time is scaled to --models")
@@ -171,6 +182,11 @@ def main():
     env["loop_spec"] = str(tmp / "loop_spec.json")
     pathlib.Path(env["loop_spec"]).write_text(json.dumps(loop_spec))
     configs = a.configs.split(",")
+    env["warm_cache"] = str(tmp / "xla-warm")
+    if "jax-vmap-warm" in configs:  # one untimed build fills the cache the warm runs read
+        warm = run_once("jax-vmap", {**env, "warm_cache": None}, tmp, a.models, "warmup")
+        shutil.move(str(tmp / "xla-jax-vmap-warmup"), env["warm_cache"])
+        print(f"warm-up build (fills the cache): {warm['wall_s']:.1f} s", flush=True)
     runs_: dict = {c: [] for c in configs}
     for r in range(a.rounds):
         order = configs[r % len(configs):] + configs[:r % len(configs)]
@@ -196,12 +212,17 @@ def main():
            "what": f"{a.models} retrained (digits MLP, retain set, recipe {env['recipe']['epochs']} epochs) + "
                    f"{a.models} Random Label models from one original ({env['unlearn']['epochs']} epoch), logits "
                    "on forget/retain/test rows and accuracies stored; fresh process per run",
-           "jax": {"config": "vmap", "median_s": med.get("jax-vmap"), "runs": runs_.get("jax-vmap"),
-                   "other_configs": {"loop": {"median_s": med.get("jax-loop"), "runs": runs_.get("jax-loop")}}},
+           "jax": {"config": "vmap (empty compilation cache)", "median_s": med.get("jax-vmap"),
+                   "runs": runs_.get("jax-vmap"),
+                   "other_configs": {"loop": {"median_s": med.get("jax-loop"), "runs": runs_.get("jax-loop")},
+                                     "vmap-warm": {"median_s": med.get("jax-vmap-warm"),
+                                                   "runs": runs_.get("jax-vmap-warm")}}},
            "torch": {"config": "t1 loop", "median_s": med.get("torch"), "runs": runs_.get("torch")},
            "ratio": (med["torch"] / med["jax-vmap"]) if "torch" in med and "jax-vmap" in med else None,
            "ratio_paired": {"min": min(paired), "max": max(paired), "rounds": len(paired)} if paired else None,
            "ratio_loop_over_vmap": (med["jax-loop"] / med["jax-vmap"]) if "jax-loop" in med and "jax-vmap" in med
+           else None,
+           "ratio_warm_cache": (med["torch"] / med["jax-vmap-warm"]) if "torch" in med and "jax-vmap-warm" in med
            else None,
            "machine": {"cpus": os.cpu_count(), "loadavg_start": load0, "loadavg_end": load1}}
     row = render_fields(row)

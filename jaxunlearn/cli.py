@@ -201,6 +201,9 @@ def main(argv=None) -> int:
         devices = getattr(args, "devices", None)
         if devices and devices > 1:
             _request_cpu_devices(-(-devices // (dist.num_processes or 1)))  # per process
+        if dist.mode == "none":  # one process: compiled programs persist across commands
+            from jaxunlearn import compiled  # (before anything compiles: JAX fixes its cache then)
+            compiled.enable_persistent_cache()
         joined = parallel.initialize_distributed(dist)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)

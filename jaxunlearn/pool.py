@@ -116,9 +116,17 @@ def _cmf_logits(train_feats, train_labels, feats, num_classes, weights=None):
     return np.asarray(fn(jnp.asarray(train_feats), jnp.asarray(train_labels), jnp.asarray(feats), w))
 
 
-def _stack(states: Sequence[TrainState]):
+def _stack(states):
+    """``(params, batch_stats)`` stacked ``[B, ...]`` from ``B`` states, or from one stacked state."""
+    if isinstance(states, TrainState):
+        return states.params, states.batch_stats
     st = strategy_lib.tree_stack([TrainState(s.params, s.batch_stats, None, s.step) for s in states])
     return st.params, st.batch_stats
+
+
+def _model(states, i: int) -> TrainState:
+    """Model ``i`` of a list of states or of one stacked state."""
+    return states[i] if isinstance(states, (list, tuple)) else strategy_lib.tree_index(states, i)
 
 
 def _accuracy(logits, labels, mask=None):
@@ -135,7 +143,7 @@ def batch_record(net: Net, states: Sequence[TrainState], ds: data_lib.Dataset, s
     """The arrays a pool stores for ``B`` models: logits on the stored rows and accuracies, per head.
 
     Args:
-      net, states: the models (``B`` states).
+      net, states: the models (``B`` states, or one state whose leaves are stacked ``[B, ...]``).
       ds, split: the dataset and the forget problem's split.
       rows: ``{"forget", "retain", "test"}`` int arrays, the stored rows (``forget`` and
         ``retain`` index the train split, ``test`` the test split).
@@ -439,9 +447,9 @@ class Pool:
             _write_npz_atomic(path, {**rec, "seeds": np.asarray(batch_seeds), "index": np.asarray(list(idx)),
                                      "time_per_model_s": np.asarray(per_model, np.float64),
                                      "meta": np.asarray(json.dumps(runs.json_safe(meta)))})
-            for i, st in zip(idx, states):
+            for j, i in enumerate(idx):
                 if i < self.keep_states:
-                    save_state(directory / f"state-{i:04d}.npz", st)
+                    save_state(directory / f"state-{i:04d}.npz", _model(states, j))
             built.append(b)
             if progress:
                 self.log(f"{label} batch {b + 1}/{len(_batches(count, self.config.batch))}: {len(idx)} models "
@@ -485,8 +493,7 @@ class Pool:
             fn = _compiled(compiled, program, plan, keys, data, hp)
             t0 = time.perf_counter()
             out = jax.block_until_ready(fn(keys, data, hp))
-            states = [strategy_lib.tree_index(out, i) for i in range(count)]
-            return states, [(time.perf_counter() - t0) / count] * count, plan
+            return _first(out, count), [(time.perf_counter() - t0) / count] * count, plan
 
         return self._run_batches(self.workdir / "retrained", c.num_retrained, retrain_seeds(c), make,
                                  list(c.heads), "retrained", progress)
@@ -533,8 +540,7 @@ class Pool:
             fn = _compiled(compiled, program, plan, keys, src, problem, hparams)
             t0 = time.perf_counter()
             out = jax.block_until_ready(fn(keys, src, problem, hparams))
-            states = [strategy_lib.tree_index(out, i) for i in range(count)]
-            return states, [(time.perf_counter() - t0) / count] * count, plan
+            return _first(out, count), [(time.perf_counter() - t0) / count] * count, plan
 
         return self._run_batches(directory, self.config.models, unlearn_seeds(self.config), make, [head],
                                  f"{method.name} ({mode})", progress)
@@ -549,6 +555,13 @@ def _compiled(cache: dict, program, plan: dict, *args):
         cache[k] = program.lower(*args).compile()
         plan["compile_s"] = plan.get("compile_s", 0.0) + time.perf_counter() - t
     return cache[k]
+
+
+def _first(stacked, count: int):
+    """The first ``count`` models of a stacked state (the rest pad the run axis to the devices)."""
+    if jax.tree.leaves(stacked)[0].shape[0] == count:
+        return stacked
+    return jax.tree.map(lambda x: x[:count], stacked)
 
 
 def _shard_runs(keys, strategy: str):

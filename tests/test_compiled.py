@@ -45,3 +45,48 @@ def test_train_model_reuses_the_step_across_seeds(digits):
     _, b2, _ = runs.train_model(digits, "mlp", recipe, seed=2, progress=False)
     assert tree_equal(b.params, b2.params) and not np.allclose(np.asarray(a.params["head"]["kernel"]),
                                                                np.asarray(b.params["head"]["kernel"]))
+
+
+def _cli_env(**extra):
+    import os
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_PERSISTENT_CACHE")
+           and k != "JAX_COMPILATION_CACHE_DIR"}
+    return {**env, **extra}
+
+
+def _train(tmp_path, name, env):
+    import pathlib
+    import subprocess
+    import sys
+    work = tmp_path / name
+    exe = str(pathlib.Path(sys.executable).parent / "jaxunlearn")
+    r = subprocess.run([exe, "train", "--dataset", "digits", "--epochs", "2",
+                        "--no-progress", "--workdir", str(work)], env=env, capture_output=True, text=True)
+    return r, work
+
+
+def test_commands_keep_compiled_programs_on_disk_and_results_are_unchanged(tmp_path):
+    """A command writes its compiled programs to JAXUNLEARN_COMPILATION_CACHE; a second command
+    loads them (it writes no new entry) and trains the same model; ``off`` writes nothing."""
+    cache = tmp_path / "xla"
+    first, w1 = _train(tmp_path, "a", _cli_env(JAXUNLEARN_COMPILATION_CACHE=str(cache)))
+    assert first.returncode == 0, first.stderr
+    entries = sorted(p.name for p in cache.iterdir())
+    assert entries, "the first command cached nothing"
+    second, w2 = _train(tmp_path, "b", _cli_env(JAXUNLEARN_COMPILATION_CACHE=str(cache)))
+    assert second.returncode == 0, second.stderr
+    assert sorted(p.name for p in cache.iterdir()) == entries  # every program came from the cache
+    off, w3 = _train(tmp_path, "c", _cli_env(JAXUNLEARN_COMPILATION_CACHE="off", XDG_CACHE_HOME=str(tmp_path / "home")))
+    assert off.returncode == 0, off.stderr and not (tmp_path / "home").exists()
+    states = [runs.load_run(w, dataset=data_lib.load_dataset("digits")).state for w in (w1, w2, w3)]
+    assert tree_equal(states[0].params, states[1].params) and tree_equal(states[0].params, states[2].params)
+
+
+def test_a_cache_path_that_is_a_file_is_refused(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("data")
+    r, work = _train(tmp_path, "a", _cli_env(JAXUNLEARN_COMPILATION_CACHE=str(f)))
+    assert r.returncode == 2 and not work.exists()
+    assert r.stderr.strip().splitlines()[-1] == (f"error: JAXUNLEARN_COMPILATION_CACHE={f} is not a directory; "
+                                                 "give a directory, or off to disable the cache")
+    assert f.read_text() == "data"

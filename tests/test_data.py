@@ -25,6 +25,16 @@ def test_digits_arrays(digits):
     assert ds.train_images.max() == 255
 
 
+def test_digits_read_from_the_shipped_file_equal_sklearn_load_digits():
+    """The loader reads scikit-learn's digits file without importing sklearn.datasets: the
+    same arrays as ``load_digits``."""
+    from sklearn.datasets import load_digits
+    images, labels = data_lib._digits_arrays()
+    ref = load_digits()
+    np.testing.assert_array_equal(images, ref.images)
+    np.testing.assert_array_equal(labels, ref.target)
+
+
 def _write_idx(path, arr):
     header = bytes([0, 0, 8, arr.ndim]) + struct.pack(">" + "I" * arr.ndim, *arr.shape)
     with gzip.open(path, "wb") as f:
