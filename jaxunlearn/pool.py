@@ -126,7 +126,7 @@ def _stack(states):
 
 def _model(states, i: int) -> TrainState:
     """Model ``i`` of a list of states or of one stacked state."""
-    return states[i] if isinstance(states, (list, tuple)) else strategy_lib.tree_index(states, i)
+    return strategy_lib.tree_index(states, i) if isinstance(states, TrainState) else states[i]
 
 
 def _accuracy(logits, labels, mask=None):
