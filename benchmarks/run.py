@@ -321,11 +321,13 @@ def print_table(entries):
         def cell(f):
             if "median_s" not in f:
                 return "error"
-            if e["unit"] == "img/s":
-                return f"{f['img_per_s']:.0f} img/s ±{f['spread_pct']:.0f}%"
-            if e["unit"] == "FLOP/s":
-                return f"{f['flop_per_s'] / 1e9:.1f} GFLOP/s ±{f['spread_pct']:.0f}%"
-            return f"{f['median_s']:.2f} s ±{f['spread_pct']:.0f}%"
+            # rows other scripts merged into results.json (pool, train command) have no spread
+            spread = f" ±{f['spread_pct']:.0f}%" if "spread_pct" in f else ""
+            if e.get("unit") == "img/s":
+                return f"{f['img_per_s']:.0f} img/s{spread}"
+            if e.get("unit") == "FLOP/s":
+                return f"{f['flop_per_s'] / 1e9:.1f} GFLOP/s{spread}"
+            return f"{f['median_s']:.2f} s{spread}"
         ratio = f"{e['ratio']:.2f}" if e.get("ratio") else "-"
         rss = f"{e['jax'].get('peak_rss_mib', 0):.0f}/{e['torch'].get('peak_rss_mib', 0):.0f}"
         print(f"{e['name']:28s} {cell(e['jax']):>22s} {cell(e['torch']):>22s} {ratio:>7s} {rss:>18s}")
