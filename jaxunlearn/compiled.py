@@ -84,7 +84,8 @@ def enable_persistent_cache(path: str | None = None) -> str | None:
       The directory in use, or None when disabled.
 
     Raises:
-      ValueError: the path exists and is not a directory, or cannot be created.
+      ValueError: a chosen path (``path`` or :data:`CACHE_ENV`) exists and is not a
+        directory, or cannot be created. An unusable default place turns the cache off.
     """
     import os
 
@@ -95,15 +96,22 @@ def enable_persistent_cache(path: str | None = None) -> str | None:
         path = os.environ.get(CACHE_ENV, "").strip()
         if path.lower() in ("off", "0", "false", "no"):
             return None
-        path = path or default_cache_dir()
+        chosen, path = bool(path), path or default_cache_dir()
+    else:
+        chosen = True
     path = os.path.abspath(os.path.expanduser(path))
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise ValueError(f"{CACHE_ENV}={path} is not a directory; give a directory, or off to disable the cache")
     try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as e:
-        raise ValueError(f"cannot create the compilation cache {path} ({e.strerror}); set {CACHE_ENV} to a "
-                         "writable directory, or to off") from None
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise ValueError(f"{CACHE_ENV}={path} is not a directory; give a directory, or off to disable the cache")
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as e:
+            raise ValueError(f"cannot create the compilation cache {path} ({e.strerror}); set {CACHE_ENV} to a "
+                             "writable directory, or to off") from None
+    except ValueError:
+        if chosen:
+            raise
+        return None  # the default place is unusable (e.g. a read-only home): run without the cache
     jax.config.update("jax_compilation_cache_dir", path)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_S)
     jax.config.update("jax_compilation_cache_max_size", MAX_BYTES)

@@ -90,3 +90,18 @@ def test_a_cache_path_that_is_a_file_is_refused(tmp_path):
     assert r.stderr.strip().splitlines()[-1] == (f"error: JAXUNLEARN_COMPILATION_CACHE={f} is not a directory; "
                                                  "give a directory, or off to disable the cache")
     assert f.read_text() == "data"
+
+
+def test_an_unusable_default_place_runs_without_the_cache(tmp_path, monkeypatch):
+    """A read-only (here: a file in the way) default cache place turns the cache off instead of
+    stopping the command; a chosen path that is unusable is refused."""
+    import pytest
+    blocker = tmp_path / "home-cache"
+    blocker.write_text("not a directory")
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    monkeypatch.delenv(compiled.CACHE_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    assert compiled.enable_persistent_cache() is None
+    assert blocker.read_text() == "not a directory"
+    with pytest.raises(ValueError, match="cannot create the compilation cache"):
+        compiled.enable_persistent_cache(str(blocker / "xla"))
