@@ -194,7 +194,7 @@ def main():
             if cfg == "jax-loop" and r >= a.loop_rounds:
                 continue
             res = run_once(cfg, env, tmp, a.models, r)
-            if cfg != "jax-vmap":  # loops are measured on loop_models per side, scaled to N
+            if cfg in ("jax-loop", "torch"):  # loops are measured on loop_models per side, scaled to N
                 res["measured_models_per_side"] = env["loop_models"]
                 res["measured_wall_s"] = res["wall_s"]
                 res["wall_s"] = estimate(res, env["loop_models"], a.models)
