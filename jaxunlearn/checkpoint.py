@@ -138,7 +138,8 @@ def restore(directory, template: Any, step: int | None = None, expect_meta: dict
 
     Args:
       directory: the checkpoint directory.
-      template: a pytree with the expected structure, shapes and dtypes.
+      template: a pytree with the expected structure, shapes and dtypes (arrays, or
+        ``jax.ShapeDtypeStruct`` leaves as ``jax.eval_shape`` gives).
       step: which step; latest if None.
       expect_meta: keys whose values must match the saved metadata (e.g. model, dataset).
 
@@ -157,8 +158,7 @@ def restore(directory, template: Any, step: int | None = None, expect_meta: dict
             verify(directory.absolute() / str(int(step)))
             meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
             _check_meta(directory, meta, expect_meta)
-            host_template = jax.tree.map(
-                lambda x: np.zeros(np.shape(x), np.asarray(x).dtype) if x is not None else None, template)
+            host_template = jax.tree.map(lambda x: np.zeros(np.shape(x), _dtype(x)), template)
             restored = mngr.restore(step, args=ocp.args.Composite(
                 state=ocp.args.StandardRestore(host_template)))["state"]
     except CheckpointError:
@@ -167,7 +167,12 @@ def restore(directory, template: Any, step: int | None = None, expect_meta: dict
         detail = str(e).splitlines()[0].split(" [tensorstore_spec")[0][:300] if str(e) else ""
         raise CheckpointError(f"cannot restore checkpoint in {directory}: {type(e).__name__}: {detail}") from None
     _check_shapes(directory, template, restored)
-    return jax.tree.map(lambda t, r: np.asarray(r, dtype=np.asarray(t).dtype), template, restored), meta
+    return jax.tree.map(lambda t, r: np.asarray(r, dtype=_dtype(t)), template, restored), meta
+
+
+def _dtype(x):
+    """The dtype of an array or of an abstract ``jax.ShapeDtypeStruct`` template leaf."""
+    return x.dtype if isinstance(x, jax.ShapeDtypeStruct) else np.asarray(x).dtype
 
 
 def _check_meta(directory, meta, expect):

@@ -454,7 +454,8 @@ def load_run(workdir, data_dir: str | None = None, dataset: data_lib.Dataset | N
     ds = dataset or data_lib.load_dataset(info["dataset"], data_dir or info.get("data_dir"),
                                           max_train=info.get("max_train"))
     net = make_net(ds, info["model"])
-    template = train.init_state(net, jax.random.key(0), ds.image_shape, train.OptimConfig())
+    # only shapes and dtypes are needed: traced, not compiled or run (~1 s of a first load)
+    template = jax.eval_shape(lambda: train.init_state(net, jax.random.key(0), ds.image_shape, train.OptimConfig()))
     template = TrainState(template.params, template.batch_stats, None, template.step)
     try:
         restored, _ = checkpoint.restore(workdir / "model", template,
