@@ -116,17 +116,9 @@ def _cmf_logits(train_feats, train_labels, feats, num_classes, weights=None):
     return np.asarray(fn(jnp.asarray(train_feats), jnp.asarray(train_labels), jnp.asarray(feats), w))
 
 
-def _stack(states):
-    """``(params, batch_stats)`` stacked ``[B, ...]`` from ``B`` states, or from one stacked state."""
-    if isinstance(states, TrainState):
-        return states.params, states.batch_stats
-    st = strategy_lib.tree_stack([TrainState(s.params, s.batch_stats, None, s.step) for s in states])
-    return st.params, st.batch_stats
-
-
-def _model(states, i: int) -> TrainState:
-    """Model ``i`` of a list of states or of one stacked state."""
-    return strategy_lib.tree_index(states, i) if isinstance(states, TrainState) else states[i]
+def _stacked(states: Sequence[TrainState]) -> TrainState:
+    """``B`` states as one state with leaves ``[B, ...]`` (parameters, BatchNorm statistics, step)."""
+    return strategy_lib.tree_stack([TrainState(s.params, s.batch_stats, None, s.step) for s in states])
 
 
 def _accuracy(logits, labels, mask=None):
@@ -138,12 +130,12 @@ def _accuracy(logits, labels, mask=None):
     return (logits[:, mask].argmax(-1) == labels[mask]).mean(1)
 
 
-def batch_record(net: Net, states: Sequence[TrainState], ds: data_lib.Dataset, split: data_lib.ForgetSplit,
+def batch_record(net: Net, stacked: TrainState, ds: data_lib.Dataset, split: data_lib.ForgetSplit,
                  rows: dict, heads: Sequence[str], dtype: str) -> dict:
     """The arrays a pool stores for ``B`` models: logits on the stored rows and accuracies, per head.
 
     Args:
-      net, states: the models (``B`` states, or one state whose leaves are stacked ``[B, ...]``).
+      net, stacked: the ``B`` models, one state whose leaves are stacked ``[B, ...]``.
       ds, split: the dataset and the forget problem's split.
       rows: ``{"forget", "retain", "test"}`` int arrays, the stored rows (``forget`` and
         ``retain`` index the train split, ``test`` the test split).
@@ -154,7 +146,7 @@ def batch_record(net: Net, states: Sequence[TrainState], ds: data_lib.Dataset, s
     Returns:
       ``{"<head>.logits.<split>": [B, E, C], "<head>.acc.<name>": [B]}``.
     """
-    params, batch_stats = _stack(states)
+    params, batch_stats = stacked.params, stacked.batch_stats
     tr_logits, tr_feats = model_outputs(net, params, batch_stats, ds.train_images)
     te_logits, te_feats = model_outputs(net, params, batch_stats, ds.test_images)
     out = {}
@@ -435,10 +427,10 @@ class Pool:
                 continue
             batch_seeds = [seeds[i] for i in idx]
             t0 = time.perf_counter()
-            states, per_model, plan = make(batch_seeds)
+            stacked, per_model, plan = make(batch_seeds)  # the batch's models, leaves [B, ...]
             t_models = time.perf_counter() - t0
             compile_s, plan["compile_s"] = plan.get("compile_s", 0.0), 0.0
-            rec = batch_record(self.net, states, self.ds, self.split, self.rows, heads, self.config.dtype)
+            rec = batch_record(self.net, stacked, self.ds, self.split, self.rows, heads, self.config.dtype)
             meta = {"batch": b, "models": [int(i) for i in idx], "seeds": batch_seeds,
                     "strategy": plan["strategy"], "strategy_reason": plan["reason"],
                     "measured": plan.get("measured"), "models_time_s": t_models, "compile_s": compile_s,
@@ -449,7 +441,7 @@ class Pool:
                                      "meta": np.asarray(json.dumps(runs.json_safe(meta)))})
             for j, i in enumerate(idx):
                 if i < self.keep_states:
-                    save_state(directory / f"state-{i:04d}.npz", _model(states, j))
+                    save_state(directory / f"state-{i:04d}.npz", strategy_lib.tree_index(stacked, j))
             built.append(b)
             if progress:
                 self.log(f"{label} batch {b + 1}/{len(_batches(count, self.config.batch))}: {len(idx)} models "
@@ -487,7 +479,7 @@ class Pool:
             if plan["strategy"] == "loop":
                 states = [runs.train_model(self.ds, c.model, self.recipe, s, train_index=retain, progress=False)[1]
                           for s in batch_seeds]
-                return states, [(time.perf_counter() - t0) / len(batch_seeds)] * len(batch_seeds), plan
+                return _stacked(states), [(time.perf_counter() - t0) / len(batch_seeds)] * len(batch_seeds), plan
             keys = jnp.stack([jax.random.key(s) for s in batch_seeds])
             keys, count = _shard_runs(keys, plan["strategy"])
             fn = _compiled(compiled, program, plan, keys, data, hp)
@@ -534,7 +526,7 @@ class Pool:
             if plan["strategy"] == "loop":
                 states = [unlearn(method, jax.random.key(s), self.net, source, problem, hparams, settings).state
                           for s in batch_seeds]
-                return states, [(time.perf_counter() - t0) / len(batch_seeds)] * len(batch_seeds), plan
+                return _stacked(states), [(time.perf_counter() - t0) / len(batch_seeds)] * len(batch_seeds), plan
             keys = jnp.stack([jax.random.key(s) for s in batch_seeds])
             keys, count = _shard_runs(keys, plan["strategy"])
             fn = _compiled(compiled, program, plan, keys, src, problem, hparams)
@@ -820,7 +812,7 @@ def build_ulira_pool(workdir, method: str, mode: str = "full", *, dataset: str =
         t = time.perf_counter()
         states = build()
         timing[path.stem] = time.perf_counter() - t
-        stacked = strategy_lib.tree_stack([TrainState(s.params, s.batch_stats, None, s.step) for s in states])
+        stacked = _stacked(states)
         _write_npz_atomic(path, {f"leaf{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(stacked))})
         return states
 
@@ -847,7 +839,7 @@ def build_ulira_pool(workdir, method: str, mode: str = "full", *, dataset: str =
 
     def unlearn_all(ids, m, hp, st, sources, seed0):
         keys = jnp.stack([jax.random.key(seed0 + k) for k in ids])
-        stacked = strategy_lib.tree_stack([TrainState(s.params, s.batch_stats, None, s.step) for s in sources])
+        stacked = _stacked(sources)
         if m.traceable and strategy != "loop":
             out, _ = batched_unlearn(m, net, st, keys, stacked, problems(ids), hp, state_axis=0, problem_axis=0)
             out = jax.block_until_ready(out)
@@ -879,7 +871,8 @@ def build_ulira_pool(workdir, method: str, mode: str = "full", *, dataset: str =
     by_id = dict(zip(unl_ids, unlearned))
     by_id.update(dict(zip(retr_ids, retrained)))
     ordered = [by_id[k] for k in range(count)] + list(retrained_shadows)
-    params, batch_stats = _stack(ordered)
+    both = _stacked(ordered)
+    params, batch_stats = both.params, both.batch_stats
     tr_logits, tr_feats = model_outputs(net, params, batch_stats, ds.train_images)
     member = np.stack([m for _, m in halves] + [halves[k][1] for k in range(shadows)])
     if mode == "cmf":
