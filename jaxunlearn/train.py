@@ -646,7 +646,7 @@ def make_train(net: Net, image_shape, cfg: OptimConfig, *, epochs: int, batch_si
         data = dict(data)
         rows = data.pop("train_rows", None)
         # only a padded Stream needs its steps masked (a plain index array has no padding);
-        # the mask costs ~30 % of a vmapped digits-MLP run (docs/forgetting_quality_scale.md)
+        # the mask cost ~25 % of a vmapped digits-MLP run (docs/forgetting_quality_scale.md)
         epoch_fn = Epoch(step, {"train": batch_size}, "train", masked=isinstance(rows, Stream))
         val_x, val_y = data.pop("val_images", None), data.pop("val_labels", None)
         if rows is None:
