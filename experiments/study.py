@@ -166,7 +166,7 @@ class Study:
         c = self.config
         recipe = runs.recipe_for(c.dataset, c.model, epochs=epochs or c.train_epochs)
         net = runs.make_net(self.ds, c.model)
-        params, _ = net.init(jax.random.key(0), self.ds.image_shape)
+        params, _ = net.init_shapes(self.ds.image_shape)
         plan = strategy_lib.choose(net, params, self.ds.image_shape, recipe.batch_size, len(seeds),
                                    c.strategy)
         self._record_strategy(base, plan)

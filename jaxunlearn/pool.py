@@ -60,6 +60,7 @@ POOL_VERSION = 1
 RETRAIN_SEED0 = 1000
 SPLITS = ("forget", "retain", "test")
 ACCURACIES = ("retain", "forget", "test", "test_retain", "test_forget")
+OUTPUT_CHUNK = 2048  # images per jitted forward call of a batch of models
 
 
 # ----------------------------------------------------------------------------- model outputs
@@ -73,14 +74,15 @@ def _vmapped_forward(net: Net):
     return jax.jit(jax.vmap(one, in_axes=(0, 0, None)))
 
 
-def model_outputs(net: Net, params, batch_stats, images, chunk: int = 2048):
+def model_outputs(net: Net, params, batch_stats, images, chunk: int | None = None):
     """Logits and penultimate features of ``B`` stacked models on ``images``.
 
     Args:
       net: the network.
       params, batch_stats: stacked ``[B, ...]`` pytrees.
       images: uint8 ``[n, H, W, C]``.
-      chunk: images per jitted call (memory bound: ``B * chunk`` activations).
+      chunk: images per jitted call, the last call padded to it, so every call has one
+        compiled shape (memory bound: ``B * chunk`` activations); default ``min(2048, n)``.
 
     Returns:
       ``(logits [B, n, C], features [B, n, D])`` as float32 host arrays (inference mode).
@@ -88,10 +90,11 @@ def model_outputs(net: Net, params, batch_stats, images, chunk: int = 2048):
     fwd = _vmapped_forward(net)
     images = np.asarray(images)
     n = images.shape[0]
+    chunk = max(1, min(OUTPUT_CHUNK, n)) if chunk is None else int(chunk)
     outs = []
     for start in range(0, n, chunk):
         x = images[start:start + chunk]
-        pad = chunk - x.shape[0] if n > chunk else 0
+        pad = chunk - x.shape[0]
         if pad:
             x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
         lg, ft = fwd(params, batch_stats, jnp.asarray(x))
@@ -147,8 +150,9 @@ def batch_record(net: Net, stacked: TrainState, ds: data_lib.Dataset, split: dat
       ``{"<head>.logits.<split>": [B, E, C], "<head>.acc.<name>": [B]}``.
     """
     params, batch_stats = stacked.params, stacked.batch_stats
-    tr_logits, tr_feats = model_outputs(net, params, batch_stats, ds.train_images)
-    te_logits, te_feats = model_outputs(net, params, batch_stats, ds.test_images)
+    chunk = min(OUTPUT_CHUNK, max(len(ds.train_images), len(ds.test_images)))  # one shape: one compilation
+    tr_logits, tr_feats = model_outputs(net, params, batch_stats, ds.train_images, chunk)
+    te_logits, te_feats = model_outputs(net, params, batch_stats, ds.test_images, chunk)
     out = {}
     test_forget = np.isin(ds.test_labels, split.forget_classes)
     for head in heads:
@@ -457,7 +461,7 @@ class Pool:
         once for every batch of the same size; the loop runs :func:`jaxunlearn.runs.train_model`.
         """
         c = self.config
-        params, _ = self.net.init(jax.random.key(0), self.ds.image_shape)
+        params, _ = self.net.init_shapes(self.ds.image_shape)
         plan = strategy_lib.choose(self.net, params, self.ds.image_shape, self.recipe.batch_size,
                                    min(c.batch, c.num_retrained), strategy)
         retain = self.split.train_retain
@@ -591,12 +595,13 @@ def load_states(workdir, side: str = "retrained", method: str | None = None, mod
     net = Net(get_model(model, data_lib.NUM_CLASSES[ds_name]), *data_lib.NORMALISATION[ds_name])
     d = workdir / "retrained" if side == "retrained" else workdir / "unlearned" / f"{method}-{mode}"
     out = {}
-    for f in sorted(d.glob("state-*.npz")):
+    files = sorted(d.glob("state-*.npz"))
+    if files:
+        params, bs = net.init_shapes(_image_shape(workdir))
+        treedef = jax.tree.structure(TrainState(params, bs, None, jnp.zeros((), jnp.int32)))
+    for f in files:
         with np.load(f, allow_pickle=False) as z:
             leaves = [jnp.asarray(z[k]) for k in sorted(z.files)]
-        shape = _image_shape(workdir)
-        params, bs = net.init(jax.random.key(0), shape)
-        treedef = jax.tree.structure(TrainState(params, bs, None, jnp.zeros((), jnp.int32)))
         out[int(f.stem.split("-")[1])] = jax.tree.unflatten(treedef, leaves)
     return out
 

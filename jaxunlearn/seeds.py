@@ -86,7 +86,7 @@ def train_seeds(ds: data_lib.Dataset, model: str, recipe: runs.Recipe, seeds: Se
     net = runs.make_net(ds, model)
     idx = np.arange(len(ds.train_labels)) if train_index is None else np.asarray(train_index)
     runs.validate_recipe(recipe, len(idx))
-    params, _ = net.init(jax.random.key(0), ds.image_shape)
+    params, _ = net.init_shapes(ds.image_shape)
     plan = strategy_lib.choose(net, params, ds.image_shape, recipe.batch_size, len(seeds), strategy)
     info = {"seeds": seeds, "strategy": plan["strategy"], "strategy_reason": plan["reason"],
             "measured": plan["measured"]}

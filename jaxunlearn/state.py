@@ -76,6 +76,12 @@ class Net:
         variables = self.module.init(key, jnp.zeros((1, *image_shape), jnp.float32), train=False)
         return variables["params"], variables.get("batch_stats", {})
 
+    def init_shapes(self, image_shape: Sequence[int]):
+        """``(params, batch_stats)`` as ``jax.ShapeDtypeStruct`` leaves: their shapes and dtypes
+        from tracing :meth:`init`, with nothing computed or compiled (a strategy's signature, a
+        tree structure to unflatten stored leaves into)."""
+        return jax.eval_shape(lambda: self.init(jax.random.key(0), image_shape))
+
     def with_head(self, head_buffers) -> "Net":
         return dataclasses.replace(self, head_buffers=head_buffers)
 
