@@ -5,13 +5,13 @@
 What one timed run does, on each side (a fresh process each run, so start-up, compilation
 and dataset loading are inside the wall time, as for a user's command):
 
-* ``jax-vmap``: ``jaxunlearn.pool.build_pool`` with ``strategy="vmap"`` (batches of 16 models,
-  one compiled program per side), from a given original model, with an empty persistent
-  compilation cache (``jaxunlearn.compiled.enable_persistent_cache``, which every
-  single-process command turns on): a user's first command on a machine;
-* ``jax-vmap-warm``: the same with the cache an earlier (untimed) run of the same build
+* ``jax-vmap``: the command ``jaxunlearn pool --dataset digits --model mlp --method random_label
+  --forget 3 --strategy vmap --batch 16 --from ORIGINAL`` (batches of 16 models, one compiled
+  program per side), with an empty persistent compilation cache
+  (``JAXUNLEARN_COMPILATION_CACHE=DIR``): a user's first command on a machine;
+* ``jax-vmap-warm``: the same with the cache an earlier (untimed) run of the same command
   filled: every later command;
-* ``jax-loop``: the same with ``strategy="loop"`` (the host drivers, one model after another);
+* ``jax-loop``: the same with ``--strategy loop`` (the host drivers, one model after another);
 * ``torch``: ``pool_torch.py``, a loop of the same MLP with the same recipe, steps, method
   settings and stored outputs (from the same original weights), 1 thread (the faster setting
   of PyTorch on this loaded machine in ``results.json``'s other rows).
@@ -40,30 +40,29 @@ import time
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
-JAX_PY = str(ROOT / ".venv" / "bin" / "python")
 TORCH_PY = str(HERE / ".torch-venv" / "bin" / "python")
 
 
-def jax_child(a) -> None:
-    """One timed JAX pool build (``--child``): prints ``RESULT {json}``."""
+def pool_command(strategy: str, workdir: pathlib.Path, original: str, models: int) -> list:
+    """The ``jaxunlearn pool`` command a JAX run times."""
+    return [str(ROOT / ".venv" / "bin" / "jaxunlearn"), "pool", "--dataset", "digits", "--model", "mlp",
+            "--method", "random_label", "--forget", "3", "--models", str(models), "--batch", "16",
+            "--strategy", strategy, "--from", original, "--workdir", str(workdir)]
+
+
+def pool_figures(workdir: pathlib.Path) -> dict:
+    """What a built pool recorded: compile time, per-model times, strategies and accuracies."""
     sys.path.insert(0, str(ROOT))
-    t0 = time.perf_counter()
     import numpy as np
 
-    from jaxunlearn import compiled
-    compiled.enable_persistent_cache(a.cache)  # before anything compiles, as the command line does
     from jaxunlearn import pool as pool_lib
-    out = pool_lib.build_pool(a.workdir, "random_label", "full", strategy=a.strategy, log=None, dataset="digits",
-                              model="mlp", forget="3", models=a.models, batch=16, original=a.original)
-    wall = time.perf_counter() - t0
+    out = pool_lib.load_pool(workdir, "random_label")
     sides = {s: out[s] for s in ("retrained", "unlearned")}
-    compile_s = sum(b.get("compile_s", 0.0) for s in sides.values() for b in s["batches"])
-    print("RESULT " + json.dumps({
-        "wall_s": wall, "compile_s": compile_s, "cpu_s": time.process_time(),
-        "time_per_model_s": {k: float(np.mean(v["time_per_model_s"])) for k, v in sides.items()},
-        "strategy": {k: sorted({b["strategy"] for b in v["batches"]}) for k, v in sides.items()},
-        "accuracy": {k: {n: float(np.mean(v["accuracy"][n])) for n in ("retain", "forget", "test")}
-                     for k, v in sides.items()}}), flush=True)
+    return {"compile_s": sum(b.get("compile_s", 0.0) for s in sides.values() for b in s["batches"]),
+            "time_per_model_s": {k: float(np.mean(v["time_per_model_s"])) for k, v in sides.items()},
+            "strategy": {k: sorted({b["strategy"] for b in v["batches"]}) for k, v in sides.items()},
+            "accuracy": {k: {n: float(np.mean(v["accuracy"][n])) for n in ("retain", "forget", "test")}
+                         for k, v in sides.items()}}
 
 
 def setup(tmp: pathlib.Path, models: int) -> dict:
@@ -120,15 +119,14 @@ def run_once(cfg: str, env: dict, tmp: pathlib.Path, models: int, r: int) -> dic
     work = tmp / f"{cfg}-{r}"
     n = env["loop_models"] if cfg == "jax-loop" else models
     cache = env["warm_cache"] if cfg == "jax-vmap-warm" else str(tmp / f"xla-{cfg}-{r}")  # else empty
-    cmd = [JAX_PY, str(HERE / "pool.py"), "--child", "--strategy", cfg.split("-")[1], "--workdir", str(work),
-           "--original", env["original"], "--models", str(n), "--cache", cache]
+    cmd = pool_command(cfg.split("-")[1], work, env["original"], n)
     t = time.perf_counter()
-    res = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
+    subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT,
+                   env={**os.environ, "JAXUNLEARN_COMPILATION_CACHE": cache})
     wall = time.perf_counter() - t
-    line = [x for x in res.stdout.splitlines() if x.startswith("RESULT ")][-1]
+    res = {"wall_s": wall, **pool_figures(work), "command": [f"JAXUNLEARN_COMPILATION_CACHE={cache}", *cmd]}
     shutil.rmtree(work, ignore_errors=True)
-    return {"wall_s": wall, **{k: v for k, v in json.loads(line[7:]).items() if k != "wall_s"},
-            "inner_wall_s": json.loads(line[7:])["wall_s"], "command": cmd}
+    return res
 
 
 def render_fields(row: dict) -> dict:
@@ -158,21 +156,14 @@ def render_fields(row: dict) -> dict:
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--child", action="store_true")
-    p.add_argument("--strategy", default="vmap")
-    p.add_argument("--workdir")
-    p.add_argument("--original")
     p.add_argument("--models", type=int, default=64)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--configs", default="jax-vmap,jax-vmap-warm,torch,jax-loop")
-    p.add_argument("--cache", help="(--child) the persistent compilation cache directory")
     p.add_argument("--loop-rounds", type=int, default=1, help="rounds that include jax-loop (it is slow)")
     p.add_argument("--loop-models", type=int, default=8,
                    help="models per side the loops (jax-loop, torch) build; their time is scaled to --models")
     p.add_argument("--no-record", action="store_true", help="do not add the row to results.json")
     a = p.parse_args()
-    if a.child:
-        return jax_child(a)
     start = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     load0 = os.getloadavg()
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="pool-bench-"))

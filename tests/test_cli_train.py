@@ -63,3 +63,41 @@ def test_console_script_exits_nonzero_without_traceback(tmp_path):
                         str(tmp_path / "w")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
     assert "cifar10" in r.stderr and "Traceback" not in r.stderr
+
+
+def _console(code_before: str, argv: list, env_over: dict | None = None):
+    """``console_main`` (what the ``jaxunlearn`` program runs) in a fresh process, after ``code_before``."""
+    code = (f"import sys; {code_before}; sys.argv = {['jaxunlearn', *argv]!r}; "
+            "from jaxunlearn.cli import console_main; console_main()")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **(env_over or {})})
+
+
+def test_console_exit_runs_exit_handlers_flushes_output_and_keeps_the_exit_code(tmp_path):
+    exe = os.path.join(os.path.dirname(sys.executable), "jaxunlearn")
+    with open(exe) as f:
+        assert "console_main" in f.read()  # the installed program is the quick-exit entry point
+    r = _console("import atexit; atexit.register(lambda: print('exit handler ran'))", ["methods"])
+    assert r.returncode == 0 and "random_label" in r.stdout
+    assert r.stdout.rstrip().endswith("exit handler ran")  # main's output, then the handlers, all flushed
+    r = _console("pass", ["train", "--dataset", "cifar10", "--data-dir", str(tmp_path), "--workdir",
+                          str(tmp_path / "w")])
+    assert r.returncode == 2 and "cifar10" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_console_exits_normally_while_another_thread_runs(tmp_path):
+    done = tmp_path / "thread-finished"
+    start = ("import threading, time, pathlib; "
+             f"threading.Thread(target=lambda: (time.sleep(1.0), pathlib.Path({str(done)!r}).write_text('ok'))).start()")
+    r = _console(start, ["methods"])
+    assert r.returncode == 0 and done.read_text() == "ok"  # the thread was not cut short
+
+
+def test_console_skips_the_interpreter_teardown_unless_asked_for_a_full_exit():
+    # an object whose destructor runs only in the interpreter's teardown of __main__
+    before = "class D:\n    def __del__(self): print('teardown')\nd = D()"
+    before = "exec(" + repr(before) + ")"
+    quick = _console(before, ["methods"])
+    full = _console(before, ["methods"], {"JAXUNLEARN_FULL_EXIT": "1"})
+    assert quick.returncode == full.returncode == 0
+    assert "teardown" not in quick.stdout and full.stdout.rstrip().endswith("teardown")
