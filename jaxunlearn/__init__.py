@@ -26,23 +26,13 @@ the function of :mod:`jaxunlearn.api`.
 
 import os as _os
 
-# Two XLA:CPU flags, measured on this project's CPU machine with jaxlib 0.12 (benchmarks/README.md,
-# attempts). Both must be set before JAX creates its CPU backend, so they are added here, at
-# import. XLA aborts on flags it does not know, so only for the jaxlib version they were measured
-# with; a flag the user already set in XLA_FLAGS is kept; JAXUNLEARN_KEEP_XLA_FLAGS=1 leaves
-# XLA_FLAGS alone.
-#
-# * XLA:CPU runs convolutions through YNNPACK; its weight-gradient convolutions made a ResNet-18
-#   CPU train step more than twice as expensive as with XLA's own (Eigen) convolutions. The
-#   flag names the CPU backend only: it does not affect GPU/TPU.
-# * LLVM optimisation level 1 instead of 2 for the code XLA generates: a program compiles in
-#   ~40 % less time (a pool's retraining program 1.8 -> 1.0 s) at the same run time (the digits
-#   MLP, the small CNN and ResNet-18 train steps, whose time is in library kernels: dots,
-#   convolutions). It changes float rounding in a few reductions (~1e-6; docs/guarantees.md).
-#   The level applies to GPU code generation too, so it is set only where no accelerator
-#   plugin is installed (no ``libtpu``, no ``jax_plugins`` package such as the CUDA plugin).
+# XLA:CPU in jaxlib 0.12 runs convolutions through YNNPACK; its weight-gradient convolutions
+# made a ResNet-18 CPU train step more than twice as expensive as with XLA's own (Eigen)
+# convolutions (benchmarks/README.md, attempts). The flag must be set before JAX creates its
+# CPU backend, so it is added here, at import; it does not affect GPU/TPU. XLA aborts on flags
+# it does not know, so only for the jaxlib version it was measured with. Set
+# JAXUNLEARN_KEEP_XLA_FLAGS=1 to leave XLA_FLAGS alone.
 _YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type=-INDIVIDUAL_CONVOLUTION"
-_CPU_OPT_FLAG = "--xla_backend_optimization_level=1"
 
 
 def _jaxlib_minor() -> tuple:
@@ -53,31 +43,9 @@ def _jaxlib_minor() -> tuple:
         return (0, 0)
 
 
-def _accelerator_plugin_installed() -> bool:
-    """Whether a PJRT plugin for a GPU/TPU is importable (JAX may then compile for it)."""
-    from importlib.util import find_spec
-    platforms = _os.environ.get("JAX_PLATFORMS", "")
-    if platforms and all(p.strip() == "cpu" for p in platforms.split(",")):
-        return False  # the user asked for the CPU alone
-    return any(find_spec(name) is not None for name in ("libtpu", "jax_plugins"))
-
-
-def _library_xla_flags() -> list:
-    """The flags this import adds to ``XLA_FLAGS`` (empty where it leaves them alone)."""
-    current = _os.environ.get("XLA_FLAGS", "")
-    if _os.environ.get("JAXUNLEARN_KEEP_XLA_FLAGS") == "1" or _jaxlib_minor() != (0, 12):
-        return []
-    flags = []
-    if "xla_cpu_experimental_ynn_fusion_type" not in current:
-        flags.append(_YNN_FLAG)
-    if "xla_backend_optimization_level" not in current and not _accelerator_plugin_installed():
-        flags.append(_CPU_OPT_FLAG)
-    return flags
-
-
-_ADDED_XLA_FLAGS = _library_xla_flags()
-if _ADDED_XLA_FLAGS:
-    _os.environ["XLA_FLAGS"] = " ".join([_os.environ.get("XLA_FLAGS", ""), *_ADDED_XLA_FLAGS]).strip()
+if (_os.environ.get("JAXUNLEARN_KEEP_XLA_FLAGS") != "1" and _jaxlib_minor() == (0, 12)
+        and "xla_cpu_experimental_ynn_fusion_type" not in _os.environ.get("XLA_FLAGS", "")):
+    _os.environ["XLA_FLAGS"] = (_os.environ.get("XLA_FLAGS", "") + " " + _YNN_FLAG).strip()
 
 __version__ = "0.1.0"
 

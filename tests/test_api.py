@@ -99,36 +99,6 @@ def test_import_is_lazy_and_sets_the_xla_flag():
     assert int(n) > 30
 
 
-def _flags_after_import(env_over: dict, tmp_path=None) -> str:
-    """``XLA_FLAGS`` in a fresh process after ``import jaxunlearn`` and one compiled program."""
-    code = ("import os; import jaxunlearn; import jax, jax.numpy as jnp; "
-            "assert float(jax.jit(lambda x: x * 2)(jnp.float32(2))) == 4.0; print(os.environ.get('XLA_FLAGS', ''))")
-    env = {k: v for k, v in __import__("os").environ.items() if k not in ("XLA_FLAGS", "JAX_PLATFORMS")}
-    env.update(env_over)
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                          check=True).stdout.strip()
-
-
-def test_cpu_optimisation_level_is_set_only_without_accelerator_plugins_and_never_over_the_users(tmp_path):
-    from importlib.metadata import version
-    if tuple(int(p) for p in version("jaxlib").split(".")[:2]) != (0, 12):
-        pytest.skip("the flags are set only for jaxlib 0.12")
-    level = "--xla_backend_optimization_level"
-    assert f"{level}=1" in _flags_after_import({}).split()  # this CPU-only environment: set (XLA accepts it)
-    assert _flags_after_import({"JAXUNLEARN_KEEP_XLA_FLAGS": "1"}) == ""
-    kept = _flags_after_import({"XLA_FLAGS": f"{level}=2"}).split()
-    assert [f for f in kept if f.startswith(level)] == [f"{level}=2"]  # the user's own level stays alone
-    # an accelerator plugin on the path (a `jax_plugins` package, as the CUDA plugin installs): not set
-    fake = tmp_path / "site" / "jax_plugins"
-    fake.mkdir(parents=True)
-    (fake / "__init__.py").write_text("")
-    flags = _flags_after_import({"PYTHONPATH": str(fake.parent)}).split()
-    assert not any(f.startswith(level) for f in flags) and any("ynn_fusion_type" in f for f in flags)
-    # ... unless the user restricts JAX to the CPU
-    flags = _flags_after_import({"PYTHONPATH": str(fake.parent), "JAX_PLATFORMS": "cpu"}).split()
-    assert f"{level}=1" in flags
-
-
 def test_every_public_name_resolves():
     for name in ju.__all__:
         assert getattr(ju, name) is not None, name
