@@ -222,6 +222,10 @@ bash benchmarks/setup_torch.sh                 # PyTorch side: benchmarks/.torch
 .venv/bin/python benchmarks/analyze_cli.py     # `jaxunlearn analyze` on 60k x 512 -> analyze_cli.json
 .venv/bin/python benchmarks/cnn_ablation.py    # small CNN step: pool / BatchNorm variants -> cnn_ablation.json
 .venv/bin/python benchmarks/cnn_bn_variants.py  # small CNN step: BatchNorm formulations (attempts/cnn_batchnorm)
+.venv/bin/python benchmarks/cnn_xla_reduce.py   # small CNN step: YNNPACK reductions (attempts/cnn_xla_reduce)
+.venv/bin/python benchmarks/cpu_opt_level.py --study  # XLA:CPU LLVM level 1 vs 3 (attempts/cpu_opt_level)
+.venv/bin/python benchmarks/pool.py           # model pool, N = 64 per side (pool/64_per_side; --models 512)
+.venv/bin/python benchmarks/train_command.py  # the whole train command (train_command/fashion_mnist)
 benchmarks/.torch-venv/bin/python benchmarks/torch_profile_cnn.py   # PyTorch's BatchNorm share of its CNN step
 .venv/bin/python benchmarks/render.py          # README.md from the JSON files
 bash benchmarks/gpu.sh                         # one GPU -> results-gpu.json
