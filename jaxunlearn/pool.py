@@ -686,7 +686,8 @@ def build_pool(workdir, method: str | None = "random_label", mode: str = "full",
       part: ``(i, n)``: build only the batches ``b`` with ``b % n == i`` (``n`` independent
         processes, e.g. one per host, share a workdir on a shared file system; no collective
         communication). The original must exist first (run part 0 alone until it is saved, or
-        pass ``original=``). Returns None when other parts' batches are still missing.
+        pass ``original=``); a part other than 0 without it is refused. Returns None when
+        other parts' batches are still missing.
       **config: fields of :class:`PoolConfig` (``dataset``, ``model``, ``forget``, ``models``,
         ``batch``, ``floor``, ...).
 
@@ -700,6 +701,11 @@ def build_pool(workdir, method: str | None = "random_label", mode: str = "full",
         _method_setup(cfg.dataset, method, mode, sets)
     if not (len(part) == 2 and 0 <= part[0] < part[1]):
         raise ValueError(f"part must be (i, n) with 0 <= i < n, got {part}")
+    if (part[0] != 0 and cfg.original is None
+            and not (pathlib.Path(workdir) / "original" / "summary.json").is_file()):
+        # two processes must never both train (and write) the original
+        raise RunError(f"part {part[0]}/{part[1]} needs the pool's original model first: run part 0/{part[1]} "
+                       f"until it is saved ({pathlib.Path(workdir) / 'original'}), or give every part --from RUN")
     pool = Pool(workdir, cfg, data_dir=data_dir, ds=ds, log=log)
     pool.keep_states = int(keep_states)
     pool.part = (int(part[0]), int(part[1]))

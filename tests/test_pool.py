@@ -1,6 +1,8 @@
 """Model pools: a batched pool equals separate runs; resuming rebuilds only what is missing."""
 
 import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -114,6 +116,30 @@ def test_refusals(built, digits, tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("error: ") and "other settings" in err[0]
     with pytest.raises(RunError, match="no pool of salun"):
         pool_lib.load_pool(work, "salun", "full")
+
+
+def test_two_processes_build_the_parts_of_one_pool_and_equal_one_process(built, digits, tmp_path):
+    """``--part 0/2`` and ``--part 1/2`` as two concurrent ``jaxunlearn pool`` processes (as on two
+    hosts sharing a file system) into one workdir: together the pool one process built."""
+    work, out = built
+    shared = tmp_path / "shared"
+    argv = [os.path.join(os.path.dirname(sys.executable), "jaxunlearn"), "pool", "--dataset", "digits",
+            "--model", "mlp", "--method", "random_label", "--forget", "3", "--models", "8", "--batch", "4",
+            "--epochs", str(EPOCHS), "--retain-sample", "100", "--strategy", "vmap", "--workdir", str(shared)]
+    # without an original, a part other than 0 is refused (two parts must not both train it)
+    r = subprocess.run([*argv, "--part", "1/2"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "needs the pool's original model first" in r.stderr
+    assert not (shared / "retrained").exists()
+    procs = [subprocess.Popen([*argv, "--from", str(work / "original"), "--part", f"{i}/2"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in (0, 1)]
+    results = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [e for _, e in results]
+    assert sorted(f.name for f in (shared / "retrained").glob("batch-*.npz")) == ["batch-0000.npz", "batch-0001.npz"]
+    both = pool_lib.load_pool(shared, "random_label", "full")
+    for side in ("retrained", "unlearned"):
+        assert list(both[side]["seeds"]) == list(out[side]["seeds"])
+        for s in pool_lib.SPLITS:
+            np.testing.assert_allclose(both[side]["logits"][s], out[side]["logits"][s], atol=1e-6)
 
 
 def test_devices_strategy_shards_the_models_and_matches(built, digits, tmp_path):
