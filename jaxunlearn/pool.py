@@ -176,8 +176,12 @@ def batch_record(net: Net, stacked: TrainState, ds: data_lib.Dataset, split: dat
 
 # ----------------------------------------------------------------------------- files
 
-def _write_npz_atomic(path: pathlib.Path, arrays: dict) -> None:
-    """Writes ``arrays`` to ``path`` through a temporary file; refuses to replace a finished file."""
+def _write_npz_atomic(path: pathlib.Path, arrays: dict, same_is_fine: bool = False) -> None:
+    """Writes ``arrays`` to ``path`` through a temporary file; refuses to replace a finished file.
+
+    With ``same_is_fine`` a file that appeared meanwhile with the same arrays (another part of
+    the pool wrote the same deterministic content) is kept and nothing is raised.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     try:
@@ -187,12 +191,19 @@ def _write_npz_atomic(path: pathlib.Path, arrays: dict) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         if path.exists():
+            if same_is_fine and _npz_equals(path, arrays):
+                return
             raise RunError(f"{path} appeared while this batch was built (two runs on one workdir?); "
                            "it was kept and this batch discarded")
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _npz_equals(path: pathlib.Path, arrays: dict) -> bool:
+    with np.load(path, allow_pickle=False) as z:
+        return set(z.files) == set(arrays) and all(np.array_equal(z[k], np.asarray(v)) for k, v in arrays.items())
 
 
 def _discard_partials(directory: pathlib.Path) -> int:
@@ -351,7 +362,7 @@ class Pool:
                         "choose another --workdir (or match its settings)")
         ex = self.workdir / "examples.npz"
         if not ex.is_file():
-            _write_npz_atomic(ex, {**{f"rows.{k}": v for k, v in self.rows.items()},
+            _write_npz_atomic(ex, same_is_fine=True, arrays={**{f"rows.{k}": v for k, v in self.rows.items()},
                                    **{f"labels.{k}": v for k, v in self.labels.items()}})
         self._original: dict = {}
         self.keep_states = 0  # models 0..keep_states-1 of each side also keep their weights
@@ -417,11 +428,13 @@ class Pool:
                      progress: bool = True) -> dict:
         """Builds the missing batches of one side; returns ``{"built", "skipped", "time_s"}``."""
         directory.mkdir(parents=True, exist_ok=True)
-        dropped = _discard_partials(directory)
+        part, parts = self.part
+        # a run stopped mid-write leaves a partial file; with several parts another process may
+        # be writing one right now, so only a single-part run clears them
+        dropped = _discard_partials(directory) if parts == 1 else 0
         if dropped:
             self.log(f"{label}: discarded {dropped} unfinished batch file(s); redoing them")
         built, skipped = [], []
-        part, parts = self.part
         for b, idx in enumerate(_batches(count, self.config.batch)):
             path = directory / f"batch-{b:04d}.npz"
             if path.is_file():

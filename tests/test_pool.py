@@ -142,6 +142,29 @@ def test_two_processes_build_the_parts_of_one_pool_and_equal_one_process(built, 
             np.testing.assert_allclose(both[side]["logits"][s], out[side]["logits"][s], atol=1e-6)
 
 
+def test_a_part_leaves_other_writers_files_alone(built, digits, tmp_path):
+    """What two parts on one workdir may both write: the same ``examples.npz`` (kept, no error;
+    different arrays are refused), and a partial batch file another part is writing (not
+    deleted by a multi-part run; a single-part run clears it)."""
+    ex = tmp_path / "examples.npz"
+    arrays = {"rows.forget": np.arange(5), "labels.forget": np.ones(5, np.int32)}
+    pool_lib._write_npz_atomic(ex, arrays)
+    pool_lib._write_npz_atomic(ex, arrays, same_is_fine=True)  # the other part got there first: fine
+    with pytest.raises(RunError, match="appeared while"):
+        pool_lib._write_npz_atomic(ex, {**arrays, "rows.forget": np.arange(1, 6)}, same_is_fine=True)
+    work, _ = built
+    shared = tmp_path / "shared"
+    other = shared / "retrained" / ".batch-0000.npz.abc.partial"  # part 0 writing its batch right now
+    other.parent.mkdir(parents=True)
+    other.write_bytes(b"being written")
+    out = pool_lib.build_pool(shared, None, strategy="vmap", ds=digits, log=None, part=(1, 2),
+                              **{**CONFIG, "original": str(work / "original")})
+    assert out is None  # part 0's batch is still missing
+    assert other.read_bytes() == b"being written" and (shared / "retrained" / "batch-0001.npz").is_file()
+    pool_lib.build_pool(shared, None, strategy="vmap", ds=digits, log=None, **{**CONFIG, "original": str(work / "original")})
+    assert not other.exists()  # a single-part run clears what a stopped run left
+
+
 def test_devices_strategy_shards_the_models_and_matches(built, digits, tmp_path):
     """strategy="devices": each batch's models split over the 4 CPU devices (conftest), the
     same models as the vmapped pool's first batch (same seeds)."""
