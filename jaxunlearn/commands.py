@@ -134,7 +134,7 @@ def register(sub, add_common) -> None:
     p.add_argument("--test-sample", type=int, default=None, help="test rows stored (default: all)")
     p.add_argument("--max-train", type=int, default=None, help="at most this many training samples (stratified; default: all)")
     p.add_argument("--part", default="0/1", metavar="I/N",
-                   help="build only batches b with b %% N == I (N processes or hosts on one shared workdir; a part other than 0 needs the original first: let part 0 save it, or give --from)")
+                   help="build only batches b with b %% N == I (N processes or hosts on one shared workdir; a part other than 0 needs the original first, and a cmf mode its CMF original: let part 0 save them, or give --from)")
     p.add_argument("--workdir", required=True, help="the pool directory (resumable; several methods can share it)")
     p.add_argument("--data-dir", default=None, help="where the dataset lives (default: its usual place)")
     p.set_defaults(handler=cmd_pool)

@@ -699,8 +699,9 @@ def build_pool(workdir, method: str | None = "random_label", mode: str = "full",
       part: ``(i, n)``: build only the batches ``b`` with ``b % n == i`` (``n`` independent
         processes, e.g. one per host, share a workdir on a shared file system; no collective
         communication). The original must exist first (run part 0 alone until it is saved, or
-        pass ``original=``); a part other than 0 without it is refused. Returns None when
-        other parts' batches are still missing.
+        pass ``original=``); a part other than 0 without it (or, for a cmf-mode method,
+        without the CMF original part 0 builds) is refused. Returns None when other parts'
+        batches are still missing.
       **config: fields of :class:`PoolConfig` (``dataset``, ``model``, ``forget``, ``models``,
         ``batch``, ``floor``, ...).
 
@@ -719,6 +720,10 @@ def build_pool(workdir, method: str | None = "random_label", mode: str = "full",
         # two processes must never both train (and write) the original
         raise RunError(f"part {part[0]}/{part[1]} needs the pool's original model first: run part 0/{part[1]} "
                        f"until it is saved ({pathlib.Path(workdir) / 'original'}), or give every part --from RUN")
+    if (part[0] != 0 and method is not None and mode == "cmf"
+            and not (pathlib.Path(workdir) / "original_cmf" / "summary.json").is_file()):
+        raise RunError(f"part {part[0]}/{part[1]} of a cmf-mode pool needs the pool's CMF original first: run "
+                       f"part 0/{part[1]} until it is saved ({pathlib.Path(workdir) / 'original_cmf'})")
     pool = Pool(workdir, cfg, data_dir=data_dir, ds=ds, log=log)
     pool.keep_states = int(keep_states)
     pool.part = (int(part[0]), int(part[1]))

@@ -163,6 +163,10 @@ def test_a_part_leaves_other_writers_files_alone(built, digits, tmp_path):
     assert other.read_bytes() == b"being written" and (shared / "retrained" / "batch-0001.npz").is_file()
     pool_lib.build_pool(shared, None, strategy="vmap", ds=digits, log=None, **{**CONFIG, "original": str(work / "original")})
     assert not other.exists()  # a single-part run clears what a stopped run left
+    with pytest.raises(RunError, match="cmf-mode pool needs the pool's CMF original first"):
+        pool_lib.build_pool(shared, "random_label", "cmf", strategy="vmap", ds=digits, log=None, part=(1, 2),
+                            **{**CONFIG, "original": str(work / "original")})
+    assert not (shared / "original_cmf").exists()
 
 
 def test_devices_strategy_shards_the_models_and_matches(built, digits, tmp_path):
