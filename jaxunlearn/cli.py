@@ -246,13 +246,14 @@ def console_main() -> None:
     """The ``jaxunlearn`` program: :func:`main`, then a quick exit.
 
     After a JAX program, Python's interpreter teardown (module dictionaries, the XLA client,
-    thread pools) takes ~0.3-0.4 s on a 2-core CPU and does nothing a finished command needs:
+    thread pools) takes 0.3-0.5 s on a 2-core CPU and does nothing a finished command needs:
     the library closes every file it writes (atomic writes) before ``main`` returns. So when
     ``main`` returns with only the main thread left, the exit handlers JAX, Orbax and
     ``logging`` registered run, stdout and stderr are flushed, and the process leaves with
-    ``os._exit``. With any other thread alive (a background save, a user's thread), or with
-    ``JAXUNLEARN_FULL_EXIT=1``, it exits normally; an exception or ``SystemExit`` from ``main``
-    (``--help``, argparse errors) also leaves the normal way.
+    ``os._exit``. Output that cannot be written (a full disk, a closed pipe) turns a 0 into
+    120, as Python's own exit does. With any other thread alive (a background save, a user's
+    thread), or with ``JAXUNLEARN_FULL_EXIT=1``, it exits normally; an exception or
+    ``SystemExit`` from ``main`` (``--help``, argparse errors) also leaves the normal way.
     """
     import atexit
     import threading
@@ -260,12 +261,15 @@ def console_main() -> None:
     if threading.active_count() > 1 or os.environ.get("JAXUNLEARN_FULL_EXIT") == "1":
         sys.exit(code)
     atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
+    lost = False
+    for stream in dict.fromkeys((sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)):
         try:
-            stream.flush()
-        except (OSError, ValueError):  # a closed or broken pipe: nothing more to write
-            pass
-    os._exit(code if isinstance(code, int) else 1)
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):  # a full disk, a closed or broken pipe
+            lost = True
+    code = code if isinstance(code, int) else 1
+    os._exit(120 if lost and code == 0 else code)
 
 
 if __name__ == "__main__":

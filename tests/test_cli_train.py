@@ -69,8 +69,9 @@ def _console(code_before: str, argv: list, env_over: dict | None = None):
     """``console_main`` (what the ``jaxunlearn`` program runs) in a fresh process, after ``code_before``."""
     code = (f"import sys; {code_before}; sys.argv = {['jaxunlearn', *argv]!r}; "
             "from jaxunlearn.cli import console_main; console_main()")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # buffered, as in a pipe
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **(env_over or {})})
+                          env={**env, **(env_over or {})})
 
 
 def test_console_exit_runs_exit_handlers_flushes_output_and_keeps_the_exit_code(tmp_path):
@@ -88,7 +89,7 @@ def test_console_exit_runs_exit_handlers_flushes_output_and_keeps_the_exit_code(
 def test_console_exits_normally_while_another_thread_runs(tmp_path):
     done = tmp_path / "thread-finished"
     start = ("import threading, time, pathlib; "
-             f"threading.Thread(target=lambda: (time.sleep(1.0), pathlib.Path({str(done)!r}).write_text('ok'))).start()")
+             f"threading.Thread(target=lambda: (time.sleep(5.0), pathlib.Path({str(done)!r}).write_text('ok'))).start()")
     r = _console(start, ["methods"])
     assert r.returncode == 0 and done.read_text() == "ok"  # the thread was not cut short
 
@@ -101,3 +102,15 @@ def test_console_skips_the_interpreter_teardown_unless_asked_for_a_full_exit():
     full = _console(before, ["methods"], {"JAXUNLEARN_FULL_EXIT": "1"})
     assert quick.returncode == full.returncode == 0
     assert "teardown" not in quick.stdout and full.stdout.rstrip().endswith("teardown")
+
+
+def test_console_output_that_cannot_be_written_is_not_exit_0(tmp_path):
+    if not os.path.exists("/dev/full"):
+        pytest.skip("needs /dev/full")
+    # a command that succeeds with one short line: it stays in the buffer until the final flush
+    code = ("import jaxunlearn.cli as cli; cli.main = lambda: (print('done'), 0)[1]; cli.console_main()")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([sys.executable, "-c", code], stdout=full, stderr=subprocess.PIPE, text=True,
+                           timeout=120, env=env)
+    assert r.returncode == 120  # as Python's own exit after a failed flush
