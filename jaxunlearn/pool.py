@@ -182,20 +182,41 @@ def _write_npz_atomic(path: pathlib.Path, arrays: dict, same_is_fine: bool = Fal
     With ``same_is_fine`` a file that appeared meanwhile with the same arrays (another part of
     the pool wrote the same deterministic content) is kept and nothing is raised.
     """
+    def write(f):
+        np.savez(f, **arrays)
+
+    if not _create_once(path, write, binary=True):
+        if same_is_fine and _npz_equals(path, arrays):
+            return
+        raise RunError(f"{path} appeared while this batch was built (two runs on one workdir?); "
+                       "it was kept and this batch discarded")
+
+
+def _create_once(path: pathlib.Path, write, binary: bool = False) -> bool:
+    """Creates ``path`` with what ``write(file)`` writes, atomically and only if it does not exist.
+
+    The content goes to a temporary file beside ``path`` and is hard-linked into place, which
+    fails if ``path`` exists, so of several processes creating one file exactly one succeeds
+    and a finished file is never replaced (a file system without hard links falls back to a
+    check and a rename). Returns False (nothing written) if ``path`` already existed.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+        with os.fdopen(fd, "wb" if binary else "w") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
-        if path.exists():
-            if same_is_fine and _npz_equals(path, arrays):
-                return
-            raise RunError(f"{path} appeared while this batch was built (two runs on one workdir?); "
-                           "it was kept and this batch discarded")
-        os.replace(tmp, path)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        except OSError:  # no hard links here
+            if path.exists():
+                return False
+            os.replace(tmp, path)
+        return True
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -219,16 +240,18 @@ def _check_or_write(path: pathlib.Path, info: dict, what: str, hint: str) -> boo
     """Writes ``info`` to ``path``, or checks it against the file there; True if it existed."""
     clean = json.loads(json.dumps(runs.json_safe(info)))
     ident = {k: v for k, v in clean.items() if k not in ("created", "command")}
-    if path.is_file():
-        old = runs.read_json(path)
-        old_ident = {k: v for k, v in old.items() if k not in ("created", "command")}
-        if old_ident != ident:
-            diff = sorted(k for k in set(old_ident) | set(ident) if old_ident.get(k) != ident.get(k))
-            raise RunError(f"{path.parent} holds {what} with other settings ({', '.join(diff)}); {hint}")
-        return True
-    runs.write_json_atomic(path, {**clean, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-                                  "command": " ".join(sys.argv)})
-    return False
+    if not path.is_file():
+        text = json.dumps({**clean, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)},
+                          indent=2, allow_nan=False) + "\n"
+        if _create_once(path, lambda f: f.write(text)):
+            return False
+        # another part of the pool created it meanwhile: check it like any existing file
+    old = runs.read_json(path)
+    old_ident = {k: v for k, v in old.items() if k not in ("created", "command")}
+    if old_ident != ident:
+        diff = sorted(k for k in set(old_ident) | set(ident) if old_ident.get(k) != ident.get(k))
+        raise RunError(f"{path.parent} holds {what} with other settings ({', '.join(diff)}); {hint}")
+    return True
 
 
 def _digest(*arrays) -> str:
@@ -728,6 +751,8 @@ def build_pool(workdir, method: str | None = "random_label", mode: str = "full",
     pool.keep_states = int(keep_states)
     pool.part = (int(part[0]), int(part[1]))
     pool.original("linear")
+    if method is not None and mode == "cmf":
+        pool.original("cmf")  # first, so the other parts can start as soon as part 0 has saved it
     built = {"retrained": pool.build_retrained(strategy, progress)}
     if method is not None:
         built["unlearned"] = pool.build_unlearned(method, mode, sets, strategy, progress)
