@@ -41,10 +41,8 @@ import dataclasses
 import functools
 import hashlib
 import json
-import os
 import pathlib
 import sys
-import tempfile
 import time
 from typing import Sequence
 
@@ -185,41 +183,12 @@ def _write_npz_atomic(path: pathlib.Path, arrays: dict, same_is_fine: bool = Fal
     def write(f):
         np.savez(f, **arrays)
 
-    if not _create_once(path, write, binary=True):
+    if not runs.write_file_atomic(path, write, binary=True, exclusive=True):
         if same_is_fine and _npz_equals(path, arrays):
             return
-        raise RunError(f"{path} appeared while this batch was built (two runs on one workdir?); "
-                       "it was kept and this batch discarded")
-
-
-def _create_once(path: pathlib.Path, write, binary: bool = False) -> bool:
-    """Creates ``path`` with what ``write(file)`` writes, atomically and only if it does not exist.
-
-    The content goes to a temporary file beside ``path`` and is hard-linked into place, which
-    fails if ``path`` exists, so of several processes creating one file exactly one succeeds
-    and a finished file is never replaced (a file system without hard links falls back to a
-    check and a rename). Returns False (nothing written) if ``path`` already existed.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb" if binary else "w") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
-        except OSError:  # no hard links here
-            if path.exists():
-                return False
-            os.replace(tmp, path)
-        return True
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        other = ", with other contents," if same_is_fine else ""
+        raise RunError(f"{path} appeared{other} while this run made it (two runs on one workdir?); "
+                       "the file there was kept and this run's discarded")
 
 
 def _npz_equals(path: pathlib.Path, arrays: dict) -> bool:
@@ -243,7 +212,7 @@ def _check_or_write(path: pathlib.Path, info: dict, what: str, hint: str) -> boo
     if not path.is_file():
         text = json.dumps({**clean, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)},
                           indent=2, allow_nan=False) + "\n"
-        if _create_once(path, lambda f: f.write(text)):
+        if runs.write_file_atomic(path, lambda f: f.write(text), exclusive=True):
             return False
         # another part of the pool created it meanwhile: check it like any existing file
     old = runs.read_json(path)

@@ -81,19 +81,42 @@ def write_text_atomic(path, text: str) -> None:
 
 
 def _write_text_atomic(path: pathlib.Path, text: str) -> None:
+    write_file_atomic(path, lambda f: f.write(text))
+
+
+def write_file_atomic(path: pathlib.Path, write, binary: bool = False, exclusive: bool = False) -> bool:
+    """Writes ``path`` with what ``write(file)`` writes, atomically, in this process.
+
+    The content goes to a temporary file ``.NAME.*.partial`` beside ``path``, is synced, then
+    renamed into place, so a reader sees the old file or the whole new one. With ``exclusive``
+    the temporary file is hard-linked into place instead, which fails if ``path`` exists: of
+    several processes creating one file exactly one succeeds and a finished file is never
+    replaced (a file system without hard links falls back to a check and a rename). Returns
+    False (nothing written) only when ``exclusive`` and ``path`` already existed.
+    """
+    path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb" if binary else "w") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
+        if exclusive:
+            try:
+                os.link(tmp, path)
+                return True
+            except FileExistsError:
+                return False
+            except OSError:  # no hard links here
+                if path.exists():
+                    return False
         os.replace(tmp, path)
-    except BaseException:
+        return True
+    finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        raise
 
 
 def append_jsonl(path, record: dict) -> None:

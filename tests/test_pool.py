@@ -150,7 +150,7 @@ def test_a_part_leaves_other_writers_files_alone(built, digits, tmp_path):
     arrays = {"rows.forget": np.arange(5), "labels.forget": np.ones(5, np.int32)}
     pool_lib._write_npz_atomic(ex, arrays)
     pool_lib._write_npz_atomic(ex, arrays, same_is_fine=True)  # the other part got there first: fine
-    with pytest.raises(RunError, match="appeared while"):
+    with pytest.raises(RunError, match="appeared, with other contents, while this run made it"):
         pool_lib._write_npz_atomic(ex, {**arrays, "rows.forget": np.arange(1, 6)}, same_is_fine=True)
     work, _ = built
     shared = tmp_path / "shared"
@@ -167,6 +167,43 @@ def test_a_part_leaves_other_writers_files_alone(built, digits, tmp_path):
         pool_lib.build_pool(shared, "random_label", "cmf", strategy="vmap", ds=digits, log=None, part=(1, 2),
                             **{**CONFIG, "original": str(work / "original")})
     assert not (shared / "original_cmf").exists()
+
+
+def test_two_pools_starting_together_on_one_workdir(digits, tmp_path, monkeypatch):
+    """Two processes that both found no ``pool.json`` (or ``examples.npz``) and then write it:
+    replayed deterministically by letting another ``Pool`` finish its files just before this
+    one creates that file. The same settings: both go on, the first file kept, no temporary
+    files left; other settings: refused, the other's files unchanged."""
+    config = pool_lib.PoolConfig(dataset="digits", model="mlp", forget="3", models=8, batch=4,
+                                 retain_sample=100)
+    real = runs.write_file_atomic
+
+    def race(name, other_config):
+        def write(path, *args, **kwargs):
+            if path.name == name and kwargs.get("exclusive") and not path.exists():
+                monkeypatch.setattr(runs, "write_file_atomic", real)  # the other process runs now
+                pool_lib.Pool(path.parent, other_config, ds=digits, log=None)
+                monkeypatch.setattr(runs, "write_file_atomic", write)
+                assert path.exists()
+            return real(path, *args, **kwargs)
+        monkeypatch.setattr(runs, "write_file_atomic", write)
+
+    for name in ("pool.json", "examples.npz"):
+        work = tmp_path / name
+        race(name, config)
+        pool = pool_lib.Pool(work, config, ds=digits, log=None)
+        monkeypatch.setattr(runs, "write_file_atomic", real)
+        assert sorted(p.name for p in work.iterdir()) == ["examples.npz", "pool.json"]
+        with np.load(work / "examples.npz") as z:
+            np.testing.assert_array_equal(z["rows.retain"], pool.rows["retain"])
+    other = tmp_path / "other"
+    race("pool.json", pool_lib.PoolConfig(**{**vars(config), "retain_sample": 50}))
+    with pytest.raises(RunError, match="holds a pool with other settings \\(examples, retain_sample, rows_digest\\)"):
+        pool_lib.Pool(other, config, ds=digits, log=None)
+    monkeypatch.setattr(runs, "write_file_atomic", real)
+    assert runs.read_json(other / "pool.json")["retain_sample"] == 50
+    with np.load(other / "examples.npz") as z:
+        assert len(z["rows.retain"]) == 50
 
 
 def test_devices_strategy_shards_the_models_and_matches(built, digits, tmp_path):
